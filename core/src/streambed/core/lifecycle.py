@@ -1,0 +1,32 @@
+"""Types passed to lifecycle and health hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["BrokerInfo", "HealthCheck", "HealthResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    node_id: int
+    listeners: list[str]
+    data_dir: Path
+    components: dict[str, str] = field(default_factory=dict)
+    """Role → type name of the storage in use, e.g. ``{"wal": "file", "objects": "s3"}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """A named check run by ``streambed doctor`` and at broker start-up."""
+
+    name: str
+    check: Callable[[], Awaitable[HealthResult]]
