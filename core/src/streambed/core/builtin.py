@@ -5,9 +5,13 @@ Only option models are imported here; each factory imports its implementation wh
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
 
+from streambed.core.context import NodeContext
 from streambed.core.hookspecs import hookimpl
+from streambed.core.lifecycle import HealthCheck, HealthResult
 from streambed.core.metadata.local import LocalMetadataOptions, open_local_metadata
 from streambed.core.metadata.memory import MemoryMetadataOptions, open_memory_metadata
 from streambed.core.objects.file import FileObjectStoreOptions, open_file_store
@@ -15,6 +19,9 @@ from streambed.core.objects.memory import MemoryObjectStoreOptions, open_memory_
 from streambed.core.registry import KindRegistry
 from streambed.core.wal.file import FileWalOptions, open_file_wal
 from streambed.core.wal.memory import MemoryWalOptions, open_memory_wal
+
+if TYPE_CHECKING:
+    from streambed.core.config.loader import ResolvedComponent, ResolvedConfig
 
 
 @hookimpl
@@ -63,3 +70,34 @@ def streambed_register_metadata_stores(registry: KindRegistry[Any]) -> None:
         open_memory_metadata,
         description="in-process reference store; NOT durable, for tests",
     )
+
+
+@hookimpl
+def streambed_health_checks(config: ResolvedConfig) -> list[HealthCheck]:
+    data_dir = config.settings.broker.data_dir
+    ctx = NodeContext(data_dir=data_dir, node_id=config.settings.broker.node_id)
+
+    async def data_dir_writable() -> HealthResult:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".doctor-", dir=data_dir)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+        return HealthResult(True, str(data_dir.resolve()))
+
+    def opens(component: ResolvedComponent) -> HealthCheck:
+        async def check() -> HealthResult:
+            store = await component.implementation.factory(component.options, ctx)
+            await store.close()
+            return HealthResult(True, f"type {component.implementation.name}")
+
+        return HealthCheck(f"{component.role} store opens", check)
+
+    return [
+        HealthCheck("data_dir writable", data_dir_writable),
+        opens(config.objects),
+        opens(config.metadata),
+    ]

@@ -15,6 +15,7 @@ from streambed.core.lifecycle import BrokerInfo, HealthCheck
 from streambed.core.registry import KindRegistry
 
 if TYPE_CHECKING:
+    from streambed.core.config.loader import ResolvedConfig
     from streambed.core.controllers.api import Actuator, Controller
     from streambed.core.metadata.api import MetadataStore
     from streambed.core.objects.api import ObjectStore
@@ -85,10 +86,11 @@ def streambed_broker_stopping(broker: BrokerInfo) -> None:
 
 
 @hookspec
-def streambed_health_checks() -> list[HealthCheck]:
-    """Return health checks to run at start-up and with ``streambed doctor``.
+def streambed_health_checks(config: ResolvedConfig) -> list[HealthCheck]:
+    """Return health checks for the validated ``config``, run by ``streambed doctor``.
 
-    Results of all implementations are concatenated.
+    Results of all implementations are concatenated. A check must not disturb a running broker
+    (read-only probes, or writes under a scratch key that it removes).
     """
     raise NotImplementedError
 

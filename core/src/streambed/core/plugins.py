@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -29,6 +29,9 @@ from streambed.core._version import __version__
 from streambed.core.errors import PluginError
 from streambed.core.lifecycle import BrokerInfo, HealthCheck
 from streambed.core.registry import Kind, Registries
+
+if TYPE_CHECKING:
+    from streambed.core.config.loader import ResolvedConfig
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginHost", "PluginInfo"]
 
@@ -183,8 +186,8 @@ class PluginHost:
     def broker_stopping(self, broker: BrokerInfo) -> None:
         self._notify("streambed_broker_stopping", broker=broker)
 
-    def health_checks(self) -> list[HealthCheck]:
-        results: list[list[HealthCheck]] = self._pm.hook.streambed_health_checks()
+    def health_checks(self, config: ResolvedConfig) -> list[HealthCheck]:
+        results: list[list[HealthCheck]] = self._pm.hook.streambed_health_checks(config=config)
         return [check for checks in results for check in checks]
 
     def add_cli_commands(self, cli: Any) -> None:

@@ -1,0 +1,138 @@
+"""Broker lifecycle: open storage, recover, serve, shut down gracefully.
+
+``startup → serve → graceful shutdown`` is explicit (uvicorn's ``server.py`` is the model): signals
+only set an event; the shutdown path stops accepting, lets in-flight requests finish (bounded by
+``broker.shutdown_timeout_s``), then closes storage in reverse order of opening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from streambed.core import __version__
+from streambed.core.config import ResolvedComponent, ResolvedConfig
+from streambed.core.context import NodeContext
+from streambed.core.lifecycle import BrokerInfo
+from streambed.core.plugins import PluginHost
+
+__all__ = ["Broker", "run_broker"]
+
+log = logging.getLogger("streambed.broker")
+
+
+async def open_component(component: ResolvedComponent, ctx: NodeContext) -> Any:
+    """Build a component with its registered factory, naming it on failure."""
+    log.info(
+        "opening %s: type %s (plugin %s)",
+        component.role,
+        component.implementation.name,
+        component.implementation.plugin,
+    )
+    return await component.implementation.factory(component.options, ctx)
+
+
+class Broker:
+    def __init__(self, config: ResolvedConfig, host: PluginHost) -> None:
+        self.config = config
+        self.host = host
+        settings = config.settings.broker
+        self.ctx = NodeContext(
+            data_dir=settings.data_dir,
+            node_id=settings.node_id,
+            node_epoch=time.time_ns() // 1_000_000,
+        )
+        self.info = BrokerInfo(
+            node_id=settings.node_id,
+            listeners=list(settings.listeners),
+            data_dir=settings.data_dir,
+            components={
+                "wal": config.wal.implementation.name,
+                "objects": config.objects.implementation.name,
+                "metadata": config.metadata.implementation.name,
+            },
+        )
+        self._opened: list[Any] = []
+        self._servers: list[asyncio.Server] = []
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        settings = self.config.settings.broker
+        if self.config.is_default:
+            log.info(
+                "no --config given: using the embedded default (local WAL file, local object "
+                "directory, local metadata) under %s",
+                settings.data_dir.resolve(),
+            )
+        log.info("streambed %s starting node %d", __version__, settings.node_id)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        for component in (self.config.metadata, self.config.objects, self.config.wal):
+            self._opened.append(await open_component(component, self.ctx))
+        for listener in settings.listeners:
+            _, _, address = listener.partition("://")
+            host, _, port = address.rpartition(":")
+            server = await asyncio.start_server(
+                self._on_connection, host.strip("[]") or None, int(port)
+            )
+            self._servers.append(server)
+            bound = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
+            log.info("listening on %s (%s)", listener, bound)
+        self.host.broker_started(self.info)
+        log.info("broker %d started", settings.node_id)
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # The Kafka protocol server replaces this in the broker issue.
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    async def stop(self) -> None:
+        log.info("broker %d stopping", self.info.node_id)
+        self.host.broker_stopping(self.info)
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    server.wait_closed(), self.config.settings.broker.shutdown_timeout_s
+                )
+        for component in reversed(self._opened):
+            try:
+                await component.close()
+            except Exception:
+                log.exception("closing %r failed", component)
+        self._opened.clear()
+        log.info("broker %d stopped cleanly", self.info.node_id)
+        self.stopped.set()
+
+
+async def _serve(config: ResolvedConfig, host: PluginHost) -> int:
+    broker = Broker(config, host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await broker.start()
+    except BaseException:
+        await broker.stop()
+        raise
+    await stop.wait()
+    log.info("signal received: shutting down gracefully")
+    await broker.stop()
+    return 0
+
+
+def run_broker(config: ResolvedConfig, host: PluginHost) -> int:
+    """Run a broker until SIGINT/SIGTERM; returns the process exit status."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(config, host))
+    return uvloop.run(_serve(config, host))

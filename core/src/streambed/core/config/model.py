@@ -1,0 +1,96 @@
+"""The YAML configuration model: one file, four sections, every value with a default.
+
+An empty or missing file means the embedded default: a local WAL file, a local object directory and a
+local metadata file, all under ``broker.data_dir``. See ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from streambed.core.stream.settings import EngineSettings
+
+__all__ = ["BrokerSection", "ComponentConfig", "Settings", "StorageSection"]
+
+MiB = 1024 * 1024
+_LISTENER = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)://(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]*):(?P<port>\d{1,5})$")
+
+
+class ComponentConfig(BaseModel):
+    """Selects an implementation by ``type`` and passes it ``options`` (validated by its plugin)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Registered type name; `streambed plugins` lists them.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of that type.")
+
+
+class BrokerSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: int = Field(1, ge=0, le=2**31 - 1, description="Unique id of this broker.")
+    listeners: list[str] = Field(
+        default_factory=lambda: ["PLAINTEXT://127.0.0.1:9092"],
+        min_length=1,
+        description="Where the broker accepts Kafka connections, NAME://host:port.",
+    )
+    advertised_listeners: list[str] | None = Field(
+        None, description="Addresses given to clients in Metadata; defaults to `listeners`."
+    )
+    data_dir: Path = Field(
+        Path("./streambed-data"), description="Where local state lives when a local medium is used."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_request_bytes: int = Field(
+        100 * MiB, ge=1024, description="Largest request frame accepted from a client."
+    )
+    auto_create_topics: bool = Field(True, description="Create unknown topics on Metadata/Produce.")
+    num_partitions: int = Field(1, ge=1, description="Partitions of auto-created topics.")
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="How long a graceful shutdown waits for in-flight work."
+    )
+
+    @field_validator("listeners", "advertised_listeners")
+    @classmethod
+    def _check_listeners(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or []:
+            match = _LISTENER.match(item)
+            if match is None:
+                raise ValueError(
+                    f"listener {item!r} must look like PLAINTEXT://127.0.0.1:9092 (NAME://host:port)"
+                )
+            if not 0 <= int(match["port"]) <= 65535:
+                raise ValueError(f"listener {item!r}: port must be 0..65535")
+        return value
+
+
+class StorageSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wal: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(type="file"),
+        description="Write-ahead log: file (built-in) | ebs | s3.",
+    )
+    objects: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(type="file"),
+        description="Object store: file, memory (built-in) | s3 | hdfs.",
+    )
+    engine: EngineSettings = Field(default_factory=EngineSettings)  # type: ignore[arg-type]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    broker: BrokerSection = Field(default_factory=BrokerSection)  # type: ignore[arg-type]
+    storage: StorageSection = Field(default_factory=StorageSection)
+    metadata: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(type="local"),
+        description="Metadata store: local (built-in) | etcd.",
+    )
+    controllers: list[ComponentConfig] = Field(
+        default_factory=list, description="Controllers to run: autobalance, autoscale, ..."
+    )

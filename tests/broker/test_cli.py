@@ -1,0 +1,147 @@
+"""The ``streambed`` command as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+STREAMBED = [sys.executable, "-m", "streambed.broker.cli"]
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*STREAMBED, *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=60, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_version() -> None:
+    from streambed.core import __version__
+
+    result = run("--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["broker"], ["plugins"], ["config"], ["config", "check"],
+                                     ["config", "default"], ["doctor"]])
+def test_help_explains_with_example(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert "Example" in result.stdout or "Quick start" in result.stdout
+
+
+def test_plugins_lists_builtin_with_registrations() -> None:
+    result = run("plugins")
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("builtin") and "wal:file" in first and "metadata:local" in first
+    assert "objects:file" in result.stdout
+
+
+def test_plugins_json() -> None:
+    import json
+
+    result = run("plugins", "--json")
+    rows = json.loads(result.stdout)
+    assert rows[0]["name"] == "builtin"
+
+
+def test_config_check_valid(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("broker:\n  node_id: 5\nstorage:\n  objects: {type: memory, options: {name: ${SB_TEST_NAME}}}\n")
+    result = run("config", "check", str(path), env={"SB_TEST_NAME": "s3cr3t"})
+    assert result.returncode == 0, result.stderr
+    assert f"# {path} is valid" in result.stdout
+    assert "node_id: 5" in result.stdout
+    assert "s3cr3t" not in result.stdout and "********" in result.stdout
+
+
+def test_config_check_invalid_is_precise(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("storage:\n  objects: {type: hdfs}\n")
+    result = run("config", "check", str(path), env={"STREAMBED_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert result.returncode == 2
+    assert f"{path}:2: storage.objects.type: unknown object store type 'hdfs'" in result.stderr
+    assert "install streambed-object-hdfs" in result.stderr
+    assert result.stdout == ""
+
+
+def test_config_default_round_trips(tmp_path: Path) -> None:
+    result = run("config", "default")
+    assert result.returncode == 0
+    path = tmp_path / "default.yaml"
+    path.write_text(result.stdout)
+    check = run("config", "check", str(path))
+    assert check.returncode == 0, check.stderr
+
+
+def test_broker_bad_config_exits_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"broker:\n  data_dir: {tmp_path / 'data'}\n  listeners: [nope]\n")
+    result = run("broker", "--config", str(path))
+    assert result.returncode == 2
+    assert "broker.listeners" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_doctor(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"broker:\n  data_dir: {tmp_path / 'data'}\n")
+    result = run("doctor", "--config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "data_dir writable: ok" in result.stdout
+    assert "metadata store opens: ok" in result.stdout
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"broker exited early: {proc.communicate()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("broker did not listen in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_broker_embedded_default_starts_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    port = free_port()
+    # The embedded default lives under ./streambed-data: run in an empty directory. The port is the
+    # only thing changed (tests run in parallel with other brokers), through a one-line config.
+    default = subprocess.Popen([*STREAMBED, "broker"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.5)
+    finally:
+        default.send_signal(signal.SIGTERM)
+        out, _ = default.communicate(timeout=30)
+    # Port 9092 may be taken on a developer machine; the default run must at least say so clearly.
+    assert "embedded default" in out, out
+    assert (tmp_path / "streambed-data").is_dir()
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"broker:\n  listeners: ['PLAINTEXT://127.0.0.1:{port}']\n")
+    proc = subprocess.Popen([*STREAMBED, "broker", "-c", str(path)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_port(port, proc)
+    finally:
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "started" in out and "stopped cleanly" in out, out
