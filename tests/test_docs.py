@@ -12,8 +12,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def _hookspec_names() -> list[str]:
-    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-            if name.startswith("streambed_")]
+    return [
+        name
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("streambed_")
+    ]
 
 
 def test_every_hook_has_a_section() -> None:
@@ -22,7 +25,9 @@ def test_every_hook_has_a_section() -> None:
     names = set(_hookspec_names())
     assert names, "no hookspecs found"
     assert names - headings == set(), f"undocumented hooks: {sorted(names - headings)}"
-    assert headings - names == set(), f"documented hooks that do not exist: {sorted(headings - names)}"
+    assert headings - names == set(), (
+        f"documented hooks that do not exist: {sorted(headings - names)}"
+    )
 
 
 def test_every_hook_is_prefixed_and_documented_in_code() -> None:
@@ -44,7 +49,7 @@ def test_configuration_reference_is_current() -> None:
 
     text = (DOCS / "configuration.md").read_text()
     begin, end = "<!-- BEGIN REFERENCE -->\n", "<!-- END REFERENCE -->"
-    current = text[text.index(begin) + len(begin): text.index(end)]
+    current = text[text.index(begin) + len(begin) : text.index(end)]
     expected = render_reference(PluginHost.load(autoload=False).registries)
     assert current == expected, (
         "docs/configuration.md is stale: run scripts/gen-docs to regenerate the reference"

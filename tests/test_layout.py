@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC_DIRS = [ROOT / "core" / "src", ROOT / "broker" / "src", *sorted((ROOT / "plugins").glob("*/src"))]
+SRC_DIRS = [
+    ROOT / "core" / "src",
+    ROOT / "broker" / "src",
+    *sorted((ROOT / "plugins").glob("*/src")),
+]
 
 
 def test_no_namespace_init_files() -> None:
@@ -21,8 +25,17 @@ def test_no_namespace_init_files() -> None:
 
 
 def test_requested_layout_exists() -> None:
-    for part in ("pyproject.toml", "core", "broker", "tests", "docs", "plugins/wal_ebs",
-                 "plugins/wal_s3", "plugins/object_minio", "plugins/object_hdfs"):
+    for part in (
+        "pyproject.toml",
+        "core",
+        "broker",
+        "tests",
+        "docs",
+        "plugins/wal_ebs",
+        "plugins/wal_s3",
+        "plugins/object_minio",
+        "plugins/object_hdfs",
+    ):
         assert (ROOT / part).exists(), part
     for plugin in ("wal_ebs", "wal_s3", "object_minio", "object_hdfs"):
         base = ROOT / "plugins" / plugin
@@ -52,7 +65,10 @@ def test_core_does_not_import_broker() -> None:
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
         env={"STREAMBED_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

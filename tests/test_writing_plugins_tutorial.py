@@ -25,9 +25,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
         path.write_text(body)
     site = root / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(root / "streambed-sqlite-objects")],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(root / "streambed-sqlite-objects"),
+        ],
+        check=True,
+        timeout=300,
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     return root, env
@@ -35,18 +46,33 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 def test_tutorial_plugin_is_listed(installed: tuple[Path, dict[str, str]]) -> None:
     _, env = installed
-    result = subprocess.run([sys.executable, "-m", "streambed.broker.cli", "plugins"], env=env,
-                            capture_output=True, text=True, check=True)
-    line = next(l for l in result.stdout.splitlines() if l.startswith("sqlite_objects"))
+    result = subprocess.run(
+        [sys.executable, "-m", "streambed.broker.cli", "plugins"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(row for row in result.stdout.splitlines() if row.startswith("sqlite_objects"))
     assert "streambed-sqlite-objects 0.1.0" in line and "objects:sqlite" in line
 
 
 def test_tutorial_config_checks(installed: tuple[Path, dict[str, str]]) -> None:
     root, env = installed
     result = subprocess.run(
-        [sys.executable, "-m", "streambed.broker.cli", "config", "check",
-         str(root / "streambed-sqlite-objects" / "streambed.yaml")],
-        env=env, capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "streambed.broker.cli",
+            "config",
+            "check",
+            str(root / "streambed-sqlite-objects" / "streambed.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "type: sqlite" in result.stdout
 
@@ -54,9 +80,27 @@ def test_tutorial_config_checks(installed: tuple[Path, dict[str, str]]) -> None:
 def test_tutorial_plugin_passes_conformance(installed: tuple[Path, dict[str, str]]) -> None:
     root, env = installed
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(root),
-         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-         str(root / "streambed-sqlite-objects" / "tests")],
-        env=env, capture_output=True, text=True, check=False, timeout=300, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(root),
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            str(root / "streambed-sqlite-objects" / "tests"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        cwd=root,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout

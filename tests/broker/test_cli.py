@@ -15,9 +15,18 @@ import pytest
 STREAMBED = [sys.executable, "-m", "streambed.broker.cli"]
 
 
-def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*STREAMBED, *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=60, check=False)
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*STREAMBED, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
 
 
 def free_port() -> int:
@@ -34,8 +43,18 @@ def test_version() -> None:
     assert __version__ in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["broker"], ["plugins"], ["config"], ["config", "check"],
-                                     ["config", "default"], ["doctor"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["broker"],
+        ["plugins"],
+        ["config"],
+        ["config", "check"],
+        ["config", "default"],
+        ["doctor"],
+    ],
+)
 def test_help_explains_with_example(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -61,7 +80,9 @@ def test_plugins_json() -> None:
 
 def test_config_check_valid(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text("broker:\n  node_id: 5\nstorage:\n  objects: {type: memory, options: {name: ${SB_TEST_NAME}}}\n")
+    path.write_text(
+        "broker:\n  node_id: 5\nstorage:\n  objects: {type: memory, options: {name: ${SB_TEST_NAME}}}\n"
+    )
     result = run("config", "check", str(path), env={"SB_TEST_NAME": "s3cr3t"})
     assert result.returncode == 0, result.stderr
     assert f"# {path} is valid" in result.stdout
@@ -119,12 +140,19 @@ def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 20.0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_broker_embedded_default_starts_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+def test_broker_embedded_default_starts_and_stops_cleanly(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     port = free_port()
     # The embedded default lives under ./streambed-data: run in an empty directory. The port is the
     # only thing changed (tests run in parallel with other brokers), through a one-line config.
-    default = subprocess.Popen([*STREAMBED, "broker"], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    default = subprocess.Popen(
+        [*STREAMBED, "broker"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         time.sleep(0.5)
     finally:
@@ -136,8 +164,13 @@ def test_broker_embedded_default_starts_and_stops_cleanly(tmp_path: Path, sig: s
 
     path = tmp_path / "c.yaml"
     path.write_text(f"broker:\n  listeners: ['PLAINTEXT://127.0.0.1:{port}']\n")
-    proc = subprocess.Popen([*STREAMBED, "broker", "-c", str(path)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*STREAMBED, "broker", "-c", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for_port(port, proc)
     finally:

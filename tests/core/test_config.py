@@ -26,8 +26,11 @@ def test_embedded_default(registries: Registries) -> None:
     assert resolved.is_default
     assert resolved.settings.broker.listeners == ["PLAINTEXT://127.0.0.1:9092"]
     assert resolved.settings.broker.data_dir == Path("./streambed-data")
-    assert (resolved.wal.implementation.name, resolved.objects.implementation.name,
-            resolved.metadata.implementation.name) == ("file", "file", "local")
+    assert (
+        resolved.wal.implementation.name,
+        resolved.objects.implementation.name,
+        resolved.metadata.implementation.name,
+    ) == ("file", "file", "local")
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
@@ -37,7 +40,9 @@ def test_empty_file_is_default(tmp_path: Path, registries: Registries, text: str
 
 
 def test_issue_example(tmp_path: Path, registries: Registries) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 broker:
   node_id: 1
   listeners: ["PLAINTEXT://127.0.0.1:9092"]
@@ -47,7 +52,8 @@ storage:
   objects: {type: file, options: {}}
 metadata:  {type: local, options: {}}
 controllers: []
-""")
+""",
+    )
     resolved = load_config(path, registries)
     assert resolved.source == str(path)
 
@@ -96,9 +102,11 @@ def test_bad_listener(tmp_path: Path, registries: Registries) -> None:
 
 @pytest.mark.parametrize(
     ("section", "type_name", "package"),
-    [("storage:\n  objects", "hdfs", "streambed-object-hdfs"),
-     ("storage:\n  wal", "ebs", "streambed-wal-ebs"),
-     ("storage:\n  objects", "s3", "streambed-object-minio")],
+    [
+        ("storage:\n  objects", "hdfs", "streambed-object-hdfs"),
+        ("storage:\n  wal", "ebs", "streambed-wal-ebs"),
+        ("storage:\n  objects", "s3", "streambed-object-minio"),
+    ],
 )
 def test_unknown_type_says_what_to_install(
     tmp_path: Path, section: str, type_name: str, package: str
@@ -108,20 +116,27 @@ def test_unknown_type_says_what_to_install(
     with pytest.raises(ConfigError) as err:
         load_config(path, bare)
     message = str(err.value)
-    assert f"unknown" in message and f"type '{type_name}'" in message
+    assert "unknown" in message and f"type '{type_name}'" in message
     assert f"install {package}" in message
     assert "installed: file, memory" in message
 
 
 def test_unknown_type_without_known_package(tmp_path: Path, registries: Registries) -> None:
     path = write(tmp_path, "metadata: {type: zookeeper}\n")
-    with pytest.raises(ConfigError, match=r"metadata\.type: unknown metadata store type 'zookeeper' \(installed: .*local"):
+    with pytest.raises(
+        ConfigError,
+        match=r"metadata\.type: unknown metadata store type 'zookeeper' \(installed: .*local",
+    ):
         load_config(path, registries)
 
 
 def test_plugin_options_validated_by_plugin_model(tmp_path: Path, registries: Registries) -> None:
-    path = write(tmp_path, "storage:\n  wal:\n    type: file\n    options:\n      no_such_option: 1\n")
-    with pytest.raises(ConfigError, match=r":5: storage\.wal\.options\.no_such_option: unknown key"):
+    path = write(
+        tmp_path, "storage:\n  wal:\n    type: file\n    options:\n      no_such_option: 1\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r":5: storage\.wal\.options\.no_such_option: unknown key"
+    ):
         load_config(path, registries)
 
 
@@ -139,14 +154,17 @@ def test_several_errors_reported_together(tmp_path: Path, registries: Registries
 
 
 def test_secrets_from_environment_are_masked(tmp_path: Path, registries: Registries) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 broker:
   data_dir: ${DATA_ROOT}/sb
 storage:
   objects:
     type: memory
     options: {name: {env: BUCKET_SECRET}}
-""")
+""",
+    )
     env = {"DATA_ROOT": "/srv", "BUCKET_SECRET": "hunter2"}
     resolved = load_config(path, registries, env=env)
     assert resolved.settings.broker.data_dir == Path("/srv/sb")
@@ -162,8 +180,14 @@ def test_env_default_syntax(tmp_path: Path, registries: Registries) -> None:
 
 
 def test_missing_env_variable(tmp_path: Path, registries: Registries) -> None:
-    path = write(tmp_path, "storage:\n  objects:\n    type: memory\n    options: {name: {env: S3_SECRET_KEY}}\n")
-    with pytest.raises(ConfigError, match=r":4: storage\.objects\.options\.name: environment variable S3_SECRET_KEY is not set"):
+    path = write(
+        tmp_path,
+        "storage:\n  objects:\n    type: memory\n    options: {name: {env: S3_SECRET_KEY}}\n",
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r":4: storage\.objects\.options\.name: environment variable S3_SECRET_KEY is not set",
+    ):
         load_config(path, registries, env={})
 
 
@@ -197,7 +221,10 @@ def test_key_names_that_look_secret_are_masked(tmp_path: Path) -> None:
             registry.add("toy", Opts, factory)
 
     regs = PluginHost.load(autoload=False, extra=[("p", P())]).registries
-    path = write(tmp_path, "storage:\n  objects:\n    type: toy\n    options: {secret_access_key: abc, password: def}\n")
+    path = write(
+        tmp_path,
+        "storage:\n  objects:\n    type: toy\n    options: {secret_access_key: abc, password: def}\n",
+    )
     dumped = masked_dump(load_config(path, regs))
     options = dumped["storage"]["objects"]["options"]
     assert options == {"secret_access_key": "********", "password": "********", "bucket": "b"}

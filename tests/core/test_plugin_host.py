@@ -42,7 +42,9 @@ async def test_extra_plugin_registers_and_factory_builds(tmp_path: Any) -> None:
     def streambed_register_wals(registry: KindRegistry[Any]) -> None:
         registry.add("toy", _Opts, _factory, description="toy")
 
-    host = PluginHost.load(autoload=False, extra=[("toy", _plugin(streambed_register_wals=streambed_register_wals))])
+    host = PluginHost.load(
+        autoload=False, extra=[("toy", _plugin(streambed_register_wals=streambed_register_wals))]
+    )
     impl = host.registries.wal.get("toy")
     assert impl is not None and impl.plugin == "toy"
     info = {i.name: i for i in host.plugins()}["toy"]
@@ -56,7 +58,10 @@ def test_duplicate_type_names_both_plugins() -> None:
         registry.add("file", _Opts, _factory)
 
     with pytest.raises(PluginError, match=r"'file'.*'builtin'.*'dup'"):
-        PluginHost.load(autoload=False, extra=[("dup", _plugin(streambed_register_wals=streambed_register_wals))])
+        PluginHost.load(
+            autoload=False,
+            extra=[("dup", _plugin(streambed_register_wals=streambed_register_wals))],
+        )
 
 
 def test_registration_failure_names_plugin() -> None:
@@ -64,7 +69,15 @@ def test_registration_failure_names_plugin() -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(PluginError, match=r"plugin 'broken'.*RuntimeError: boom"):
-        PluginHost.load(autoload=False, extra=[("broken", _plugin(streambed_register_object_stores=streambed_register_object_stores))])
+        PluginHost.load(
+            autoload=False,
+            extra=[
+                (
+                    "broken",
+                    _plugin(streambed_register_object_stores=streambed_register_object_stores),
+                )
+            ],
+        )
 
 
 def test_unknown_hook_is_rejected() -> None:
@@ -72,7 +85,9 @@ def test_unknown_hook_is_rejected() -> None:
         pass
 
     with pytest.raises(PluginError, match="unknown hook"):
-        PluginHost.load(autoload=False, extra=[("typo", _plugin(streambed_register_wal=streambed_register_wal))])
+        PluginHost.load(
+            autoload=False, extra=[("typo", _plugin(streambed_register_wal=streambed_register_wal))]
+        )
 
 
 def test_bad_options_model_rejected() -> None:
@@ -80,7 +95,10 @@ def test_bad_options_model_rejected() -> None:
         registry.add("x", dict, _factory)  # type: ignore[arg-type]
 
     with pytest.raises(PluginError, match="pydantic BaseModel"):
-        PluginHost.load(autoload=False, extra=[("bad", _plugin(streambed_register_wals=streambed_register_wals))])
+        PluginHost.load(
+            autoload=False,
+            extra=[("bad", _plugin(streambed_register_wals=streambed_register_wals))],
+        )
 
 
 def _fake_entry_points(monkeypatch: pytest.MonkeyPatch, *eps: md.EntryPoint) -> None:
@@ -124,7 +142,9 @@ def test_trace_logs_hook_calls(caplog: pytest.LogCaptureFixture) -> None:
     assert any("streambed_register_wals" in r.getMessage() for r in caplog.records)
 
 
-def test_lifecycle_observer_failure_does_not_propagate(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_lifecycle_observer_failure_does_not_propagate(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     from streambed.core.lifecycle import BrokerInfo
 
     seen: list[int] = []
@@ -135,9 +155,18 @@ def test_lifecycle_observer_failure_does_not_propagate(tmp_path: Any, caplog: py
     def streambed_broker_stopping(broker: BrokerInfo) -> None:
         seen.append(broker.node_id)
 
-    host = PluginHost.load(autoload=False, extra=[("obs", _plugin(
-        streambed_broker_started=streambed_broker_started,
-        streambed_broker_stopping=streambed_broker_stopping))])
+    host = PluginHost.load(
+        autoload=False,
+        extra=[
+            (
+                "obs",
+                _plugin(
+                    streambed_broker_started=streambed_broker_started,
+                    streambed_broker_stopping=streambed_broker_stopping,
+                ),
+            )
+        ],
+    )
     info = BrokerInfo(node_id=3, listeners=[], data_dir=tmp_path)
     host.broker_started(info)
     host.broker_stopping(info)

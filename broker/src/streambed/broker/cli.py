@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -59,11 +60,9 @@ class _Group(click.Group):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        try:
+        # A failing plugin is reported by the command that needs plugins, not by --help.
+        with contextlib.suppress(PluginError):
             PluginHost.load().add_cli_commands(self)
-        except PluginError:
-            # The failing plugin is reported by the command that needs plugins.
-            pass
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
@@ -77,7 +76,9 @@ class _Group(click.Group):
         return command
 
 
-@click.group(cls=_Group, epilog=EPILOG_ENV, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group, epilog=EPILOG_ENV, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="streambed")
 def cli() -> None:
     """streambed: a Kafka-compatible broker whose storage is a shared log on object storage.
@@ -229,7 +230,10 @@ def config_reference() -> None:
 
 @cli.command(epilog=EPILOG_ENV)
 @click.option(
-    "--config", "-c", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+    "--config",
+    "-c",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
     help="YAML configuration file. Without it the embedded default is used.",
 )
 def doctor(config_file: Path | None) -> None:

@@ -15,7 +15,7 @@ class NodeContext:
     """Where local state lives when a local medium is used (``broker.data_dir``)."""
     node_id: int = 1
     node_epoch: int = 0
-    """Grows on every start of the node (the start time in ms); WALs use it to fence stale owners."""
+    """Grows on every start of the node (start time in ms); WALs fence stale owners with it."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("streambed"))
 
     def local_path(self, *parts: str) -> Path:

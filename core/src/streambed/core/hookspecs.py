@@ -1,7 +1,7 @@
 """Hook specifications: every extension point of streambed.
 
 Plugins implement these with ``@streambed.core.hookimpl``. Hooks are always called with keyword
-arguments through :class:`streambed.core.plugins.PluginHost`; an implementation may accept any subset
+arguments through :class:`streambed.core.plugins.PluginHost`; an implementation may take any subset
 of the arguments. Each hook is documented in ``docs/plugin-hooks.md`` (a test enforces it).
 """
 

@@ -88,9 +88,7 @@ class PluginHost:
         if autoload is None:
             autoload = not _env_flag("STREAMBED_DISABLE_PLUGIN_AUTOLOAD")
         if blocked is None:
-            blocked = [
-                b.strip() for b in os.environ.get("STREAMBED_BLOCK_PLUGINS", "").split(",")
-            ]
+            blocked = [b.strip() for b in os.environ.get("STREAMBED_BLOCK_PLUGINS", "").split(",")]
         blocked_set = {b for b in blocked if b}
         if trace is None:
             trace = _env_flag("STREAMBED_TRACE_HOOKS")
@@ -128,8 +126,10 @@ class PluginHost:
 
         for name, module, dist, version in candidates:
             if name in infos:
-                raise PluginError(f"two plugins are named {name!r} ({infos[name].distribution} "
-                                  f"and {dist}); block one with STREAMBED_BLOCK_PLUGINS")
+                raise PluginError(
+                    f"two plugins are named {name!r} ({infos[name].distribution} "
+                    f"and {dist}); block one with STREAMBED_BLOCK_PLUGINS"
+                )
             try:
                 pm.register(module, name=name)
             except Exception as exc:

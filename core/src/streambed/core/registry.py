@@ -1,7 +1,7 @@
 """Registries that plugins fill from their registration hooks.
 
 A registration hook receives a :class:`KindRegistry` and calls :meth:`KindRegistry.add` once per
-implementation: a *type name* (what users write as ``type:`` in YAML), a pydantic model that validates
+implementation: a *type name* (what users write as ``type:`` in YAML), a pydantic model validating
 ``options:``, and an async factory that builds the component::
 
     @hookimpl
@@ -77,7 +77,7 @@ class KindRegistry(Generic[T]):
         *,
         description: str = "",
     ) -> None:
-        """Register implementation ``name``. Registering a name twice is an error naming both plugins."""
+        """Register implementation ``name``; a name registered twice names both plugins."""
         if not name or not name.replace("-", "_").isidentifier():
             raise PluginError(f"plugin {self._plugin!r}: invalid {self.kind} type name {name!r}")
         if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):

@@ -241,7 +241,11 @@ def load_config(
             reader, registries, "wal", "wal", (*storage_path, "wal"), settings.storage.wal
         ),
         objects=_resolve_component(
-            reader, registries, "objects", "objects", (*storage_path, "objects"),
+            reader,
+            registries,
+            "objects",
+            "objects",
+            (*storage_path, "objects"),
             settings.storage.objects,
         ),
         metadata=_resolve_component(
@@ -252,7 +256,12 @@ def load_config(
     for i, controller in enumerate(settings.controllers):
         resolved.controllers.append(
             _resolve_component(
-                reader, registries, "controller", f"controllers[{i}]", ("controllers", i), controller
+                reader,
+                registries,
+                "controller",
+                f"controllers[{i}]",
+                ("controllers", i),
+                controller,
             )
         )
     return resolved
@@ -261,9 +270,9 @@ def load_config(
 def _mask(value: Any, path: KeyPath, secret_paths: set[KeyPath]) -> Any:
     if path in secret_paths or isinstance(value, SecretStr):
         return MASK
-    if path and isinstance(path[-1], str) and _SECRET_NAME.search(path[-1]) and value:
-        if not isinstance(value, dict | list):
-            return MASK
+    named_secret = path and isinstance(path[-1], str) and _SECRET_NAME.search(path[-1])
+    if named_secret and value and not isinstance(value, dict | list):
+        return MASK
     if isinstance(value, dict):
         return {k: _mask(v, (*path, k), secret_paths) for k, v in value.items()}
     if isinstance(value, list):

@@ -1,7 +1,7 @@
-"""The YAML configuration model: one file, four sections, every value with a default.
+"""The YAML configuration model: one file, four sections, every value has a default.
 
-An empty or missing file means the embedded default: a local WAL file, a local object directory and a
-local metadata file, all under ``broker.data_dir``. See ``docs/configuration.md``.
+An empty or missing file means the embedded default: a local WAL file, a local object directory and
+a local metadata file, all under ``broker.data_dir``. See ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from streambed.core.stream.settings import EngineSettings
 __all__ = ["BrokerSection", "ComponentConfig", "Settings", "StorageSection"]
 
 MiB = 1024 * 1024
-_LISTENER = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)://(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]*):(?P<port>\d{1,5})$")
+_LISTENER = re.compile(
+    r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)://(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]*):(?P<port>\d{1,5})$"
+)
 
 
 class ComponentConfig(BaseModel):

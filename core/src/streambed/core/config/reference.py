@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from streambed.core.config.model import Settings
+from streambed.core.config.model import ComponentConfig, Settings
 from streambed.core.registry import KIND_TITLES, Registries
 
 __all__ = ["render_reference"]
@@ -31,7 +31,7 @@ def _default(info: FieldInfo) -> str:
     else:
         value = info.default
     if isinstance(value, BaseModel):
-        return "(section)"
+        value = value.model_dump(mode="json")
     if isinstance(value, Path):
         value = str(value)
     try:
@@ -51,12 +51,13 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     for name, info in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
         annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and not name == "wal" \
-                and not name == "objects" and not name == "metadata":
-            rows.extend(_rows(annotation, key))
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if nested and annotation is not ComponentConfig:
+            rows.extend(_rows(annotation, key))  # type: ignore[arg-type]
             continue
         description = (info.description or "").replace("|", "\\|")
-        rows.append(f"| `{key}` | {_type_name(info).replace('|', 'or')} | {_default(info)} | {description} |")
+        kind = _type_name(info).replace("|", "or")
+        rows.append(f"| `{key}` | {kind} | {_default(info)} | {description} |")
     return rows
 
 
