@@ -1,0 +1,1 @@
+"""Shared helpers for streambed's tests: real servers and clients started on demand."""
