@@ -81,7 +81,7 @@ def test_plugins_json() -> None:
 def test_config_check_valid(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(
-        "broker:\n  node_id: 5\nstorage:\n  objects: {type: memory, options: {name: ${SB_TEST_NAME}}}\n"
+        "broker:\n  node_id: 5\nstorage:\n  objects: {type: memory, options: {name: \"${SB_TEST_NAME}\"}}\n"
     )
     result = run("config", "check", str(path), env={"SB_TEST_NAME": "s3cr3t"})
     assert result.returncode == 0, result.stderr

@@ -23,8 +23,11 @@ async def _factory(options: _Opts, ctx: NodeContext) -> Any:
     return ("built", options.size, ctx.node_id)
 
 
-def _plugin(**hooks: Any) -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{name: hookimpl(fn) for name, fn in hooks.items()})
+def _plugin(**hooks: Any) -> types.ModuleType:
+    module = types.ModuleType("test_plugin")
+    for name, fn in hooks.items():
+        setattr(module, name, hookimpl(fn))
+    return module
 
 
 def test_builtins_register_through_hooks() -> None:

@@ -93,6 +93,8 @@ class _Reader:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:  # pragma: no cover - compose already parsed it
             raise ConfigError(f"{self.source}: not valid YAML: {exc}") from exc
+        if data is None:
+            return {}
         if not isinstance(data, dict):
             raise ConfigError(
                 f"{self.source}: the top level must be a mapping with keys broker, storage, "
