@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "Fenced",
     "NotFound",
+    "PermissionDenied",
     "PluginError",
     "StreambedError",
     "Unavailable",
@@ -46,6 +47,10 @@ class DataError(StreambedError):
 
 class NotFound(StreambedError):
     """The named object, stream or key does not exist."""
+
+
+class PermissionDenied(StreambedError):
+    """Credentials were refused. Not retried: the message names the endpoint and the key id."""
 
 
 class ConditionFailed(StreambedError):

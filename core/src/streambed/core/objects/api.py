@@ -74,7 +74,11 @@ class ObjectStore(Protocol):
         ...
 
     async def list(self, prefix: str, *, token: str | None = None, limit: int = 1000) -> ListPage:
-        """One page of objects whose key starts with ``prefix``, in key order."""
+        """One page of objects whose key starts with ``prefix``.
+
+        Keys come in byte order within one "directory"; hierarchical stores (SeaweedFS) may list
+        ``p/x`` before ``p-y``. Paging returns every key exactly once; callers that need a strict
+        global order sort what they collected."""
         ...
 
     async def cleanup(self) -> int:

