@@ -40,10 +40,10 @@ class TestObjectWalConformance(WalConformance):
         name = f"walconf-{next(_names)}"
         epochs = itertools.count(1)
 
-        async def open_wal() -> Any:
+        async def open_wal(capacity_bytes: int | None = None, full_timeout_s: float = 10) -> Any:
             store = await memory_store(name, tmp_path)
-            return make_wal(store, epoch=next(epochs), capacity_bytes=self.capacity_bytes
-                            if hasattr(self, "capacity_bytes") else 2 * 1024**3)
+            return make_wal(store, epoch=next(epochs), capacity_bytes=capacity_bytes or 2**30,
+                            full_timeout_s=full_timeout_s)
 
         return open_wal
 

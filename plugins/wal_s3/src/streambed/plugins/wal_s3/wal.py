@@ -52,7 +52,8 @@ __all__ = ["ObjectWal"]
 
 log = logging.getLogger("streambed.wal.s3")
 
-# Object header: magic, version, flags, wal node id, writer epoch, first offset, record count.
+# Object header: magic, version, flags, wal node id, writer epoch, first offset, record count,
+# followed by the CRC-32C of those 32 bytes.
 _OBJECT = struct.Struct(">IHHIqQI")
 _OBJECT_MAGIC = 0x53425757  # "SBWW"
 # Record header: body length, logical offset, CRC-32C of the body.
@@ -63,9 +64,8 @@ def encode_object(
     node_id: int, epoch: int, first: int, bodies: Sequence[bytes | memoryview]
 ) -> list[bytes | memoryview]:
     """The buffers of one WAL object (written back to back, never joined here)."""
-    parts: list[bytes | memoryview] = [
-        _OBJECT.pack(_OBJECT_MAGIC, 1, 0, node_id, epoch, first, len(bodies))
-    ]
+    header = _OBJECT.pack(_OBJECT_MAGIC, 1, 0, node_id, epoch, first, len(bodies))
+    parts: list[bytes | memoryview] = [header, crc32c.crc32c(header).to_bytes(4, "big")]
     for i, body in enumerate(bodies):
         parts.append(_RECORD.pack(len(body), first + i, crc32c.crc32c(body)))
         parts.append(body)
@@ -74,13 +74,14 @@ def encode_object(
 
 def decode_object(data: bytes, key: str) -> tuple[int, list[WalRecord]]:
     """Parse a WAL object; raises DataError on any inconsistency (never returns a bad record)."""
-    if len(data) < _OBJECT.size:
+    if len(data) < _OBJECT.size + 4:
         raise DataError(f"WAL object {key}: truncated header")
     magic, version, _flags, _node, _epoch, first, count = _OBJECT.unpack_from(data)
-    if magic != _OBJECT_MAGIC or version != 1:
-        raise DataError(f"WAL object {key}: bad magic/version")
+    header_crc = int.from_bytes(data[_OBJECT.size : _OBJECT.size + 4], "big")
+    if magic != _OBJECT_MAGIC or version != 1 or crc32c.crc32c(data[: _OBJECT.size]) != header_crc:
+        raise DataError(f"WAL object {key}: bad header (magic, version or checksum)")
     records: list[WalRecord] = []
-    pos = _OBJECT.size
+    pos = _OBJECT.size + 4
     view = memoryview(data)
     for i in range(count):
         if pos + _RECORD.size > len(data):
