@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sbtest.servers import SeaweedFS, create_bucket, start_seaweedfs
+from sbtest.servers import MiniHdfs, SeaweedFS, create_bucket, start_minihdfs, start_seaweedfs
 
 _bucket_ids = itertools.count()
 
@@ -29,3 +29,15 @@ def s3_bucket(seaweedfs: SeaweedFS) -> str:
     name = f"test-{next(_bucket_ids)}"
     create_bucket(seaweedfs, name)
     return name
+
+
+@pytest.fixture(scope="session")
+def minihdfs() -> Iterator[MiniHdfs]:
+    from sbtest.java import java_available
+
+    reason = java_available()
+    if reason is not None:
+        pytest.skip(f"HDFS tests need Java and Maven: {reason}")
+    server = start_minihdfs()
+    yield server
+    server.stop()

@@ -6,6 +6,7 @@ Each ``start_*`` function returns a handle with the endpoint and a ``stop()``; t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["SeaweedFS", "free_port", "start_seaweedfs", "wait_for_port"]
 
@@ -143,3 +145,80 @@ def create_bucket(server: SeaweedFS, name: str) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+# -- HDFS (Hadoop's MiniDFSCluster, from Maven Central) ---------------------------------------------
+
+HADOOP_VERSION = "3.4.1"
+_HDFS_DIR = Path(__file__).resolve().parents[1] / "hdfs"
+
+
+@dataclass
+class MiniHdfs:
+    url: str
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    log: Any = None
+
+    def stop(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def hdfs_classpath() -> str:
+    """Downloads the MiniDFSCluster jars (once) and compiles the launcher; returns a class path."""
+    from sbtest.java import CACHE
+
+    libs = CACHE / f"hdfs-{HADOOP_VERSION}"
+    if not (libs / ".complete").exists():
+        libs.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(_HDFS_DIR / "pom.xml"),
+             "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+             f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+            check=True, timeout=900,
+        )
+        (libs / ".complete").touch()
+    classes = libs / "classes"
+    source = _HDFS_DIR / "MiniHdfs.java"
+    compiled = classes / "MiniHdfs.class"
+    if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
+        classes.mkdir(exist_ok=True)
+        subprocess.run(["javac", "-cp", f"{libs}/*", "-d", str(classes), str(source)],
+                       check=True, timeout=300)
+    return f"{classes}:{libs}/*"
+
+
+def start_minihdfs(timeout: float = 120.0) -> MiniHdfs:
+    classpath = hdfs_classpath()
+    workdir = Path(tempfile.mkdtemp(prefix="streambed-hdfs-"))
+    port = free_port()
+    log_path = workdir / "hdfs.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        ["java", "-Xmx512m", "-cp", classpath, "MiniHdfs", str(port), str(workdir / "data")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=workdir,
+    )
+    server = MiniHdfs(f"hdfs://127.0.0.1:{port}", proc, workdir, log)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while True:
+        line = proc.stdout.readline()
+        if line.startswith(b"READY"):
+            return server
+        if not line and proc.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            server.stop()
+            raise RuntimeError(f"MiniDFSCluster did not start: {tail}")
