@@ -1,0 +1,3 @@
+"""streambed-wal-ebs: the low-latency WAL for a dedicated block volume."""
+
+__all__: list[str] = []

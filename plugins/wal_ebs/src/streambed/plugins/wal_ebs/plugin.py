@@ -1,0 +1,67 @@
+"""Entry point: registers the ``ebs`` WAL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streambed.core import hookimpl
+from streambed.core.context import NodeContext
+from streambed.core.registry import KindRegistry
+
+__all__ = ["EbsWalOptions", "open_ebs_wal"]
+
+MiB = 1024 * 1024
+
+
+class EbsWalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = Field(
+        None, description="Block device (/dev/nvme1n1) or file; default <data_dir>/wal.ebs."
+    )
+    capacity_bytes: int = Field(
+        2 * 1024 * MiB, ge=16 * 1024, multiple_of=4096, description="Size of the data ring."
+    )
+    direct_io: Literal["auto", "true", "false"] = Field(
+        "auto", description="O_DIRECT: auto falls back to buffered I/O where unsupported."
+    )
+    max_batch_bytes: int = Field(8 * MiB, gt=0, description="Most bytes one write carries.")
+    full_timeout_ms: int = Field(10_000, ge=0, description="Wait for space before WalFull.")
+    takeover: bool = Field(
+        False, description="Open a volume another (dead) node owned; its epoch must be older."
+    )
+    owner_check_interval_ms: int = Field(
+        1000, gt=0, description="How often the writer re-reads the header to detect a takeover."
+    )
+
+
+async def open_ebs_wal(options: EbsWalOptions, context: NodeContext) -> Any:
+    from streambed.plugins.wal_ebs.ring import BlockWal
+
+    path = options.path if options.path is not None else context.local_path("wal.ebs")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    direct = {"auto": None, "true": True, "false": False}[options.direct_io]
+    return BlockWal(
+        Path(path),
+        capacity=options.capacity_bytes,
+        node_id=context.node_id,
+        epoch=context.node_epoch,
+        direct_io=direct,
+        takeover=options.takeover,
+        max_batch_bytes=options.max_batch_bytes,
+        full_timeout_s=options.full_timeout_ms / 1000.0,
+        owner_check_interval_s=options.owner_check_interval_ms / 1000.0,
+    )
+
+
+@hookimpl
+def streambed_register_wals(registry: KindRegistry[Any]) -> None:
+    registry.add(
+        "ebs",
+        EbsWalOptions,
+        open_ebs_wal,
+        description="O_DIRECT ring buffer on a block device or preallocated file",
+    )
