@@ -68,7 +68,7 @@ def crash_loop(wal_type: str, options: dict[str, Any], data_dir: Path, rounds: i
     for round_ in range(rounds):
         proc = subprocess.Popen(
             [sys.executable, "-m", "sbtest.walcrash", wal_type, json.dumps(options),
-             str(data_dir), str(1000 + round_), str(next_number)],
+             str(data_dir), str(10 + 2 * round_), str(next_number)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": support},
         )
         time.sleep(rng.uniform(0.15, max_round_s))
@@ -84,7 +84,7 @@ def crash_loop(wal_type: str, options: dict[str, Any], data_dir: Path, rounds: i
                 next_number = max(next_number, int(parts[1]) + 1)
         next_number += 10_000  # numbers of unacknowledged records are never reused
 
-        recovered = asyncio.run(_recover(wal_type, options, data_dir, 10_000 + round_))
+        recovered = asyncio.run(_recover(wal_type, options, data_dir, 11 + 2 * round_))
         offsets = [o for o, _ in recovered]
         assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), "offsets not increasing"
         by_offset = dict(recovered)
