@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from sbtest.servers import MiniHdfs, free_port
+
 from streambed.core.context import NodeContext
 from streambed.core.errors import Unavailable
 from streambed.core.objects.api import ObjectStore

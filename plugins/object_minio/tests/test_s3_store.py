@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sbtest.servers import SeaweedFS
+
 from streambed.core.context import NodeContext
 from streambed.core.errors import Unavailable
 from streambed.core.objects.api import ObjectStore

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sbtest.servers import SeaweedFS
+
 from streambed.core.context import NodeContext
 from streambed.core.errors import Fenced
 from streambed.core.testing.wal import WalConformance

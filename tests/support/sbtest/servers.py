@@ -218,7 +218,7 @@ def start_minihdfs(timeout: float = 120.0) -> MiniHdfs:
         line = proc.stdout.readline()
         if line.startswith(b"READY"):
             return server
-        if not line and proc.poll() is not None or time.monotonic() > deadline:
+        if (not line and proc.poll() is not None) or time.monotonic() > deadline:
             tail = log_path.read_text(errors="replace")[-3000:]
             server.stop()
             raise RuntimeError(f"MiniDFSCluster did not start: {tail}")

@@ -10,7 +10,6 @@ itself, and checks that every acknowledged record is recovered byte for byte.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random

@@ -9,17 +9,16 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+from streambed.core.context import NodeContext
+from streambed.core.hookspecs import hookimpl
+from streambed.core.lifecycle import HealthCheck, HealthResult
 from streambed.core.metadata.local import LocalMetadataOptions, open_local_metadata
 from streambed.core.metadata.memory import MemoryMetadataOptions, open_memory_metadata
 from streambed.core.objects.file import FileObjectStoreOptions, open_file_store
 from streambed.core.objects.memory import MemoryObjectStoreOptions, open_memory_store
+from streambed.core.registry import KindRegistry
 from streambed.core.wal.file import FileWalOptions, open_file_wal
 from streambed.core.wal.memory import MemoryWalOptions, open_memory_wal
-
-from streambed.core.context import NodeContext
-from streambed.core.hookspecs import hookimpl
-from streambed.core.lifecycle import HealthCheck, HealthResult
-from streambed.core.registry import KindRegistry
 
 if TYPE_CHECKING:
     from streambed.core.config.loader import ResolvedComponent, ResolvedConfig

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["BrokerInfo", "HealthCheck", "HealthResult"]
 
@@ -29,4 +30,4 @@ class HealthCheck:
     """A named check run by ``streambed doctor`` and at broker start-up."""
 
     name: str
-    check: Callable[[], Awaitable[HealthResult]]
+    check: Callable[[], Coroutine[Any, Any, HealthResult]]

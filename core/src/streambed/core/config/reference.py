@@ -70,7 +70,7 @@ def render_reference(registries: Registries) -> str:
     """Markdown: the core settings, then the options of every registered implementation."""
     out = ["### Core settings\n", _table(_rows(Settings, ""))]
     for kind, title in KIND_TITLES.items():
-        for impl in registries.of(kind):  # type: ignore[arg-type]
+        for impl in registries.of(kind):
             out.append(f"\n### {title} `{impl.name}` options (plugin `{impl.plugin}`)\n")
             if impl.description:
                 out.append(f"\n{impl.description}\n")

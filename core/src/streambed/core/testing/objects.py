@@ -50,7 +50,7 @@ class ObjectStoreConformance:
     async def test_put_memoryview_and_buffer_list(self, store: ObjectStore) -> None:
         await store.put("mv", memoryview(b"0123456789")[2:6])
         assert await store.get("mv") == b"2345"
-        info = await store.put("parts", [b"ab", memoryview(b"cd"), b"", bytearray(b"ef")])
+        info = await store.put("parts", [b"ab", memoryview(b"cd"), b"", memoryview(bytearray(b"ef"))])
         assert info.size == 6
         assert await store.get("parts") == b"abcdef"
 
@@ -114,7 +114,7 @@ class ObjectStoreConformance:
         # Hierarchical stores (SeaweedFS) list a directory's children before a sibling key that
         # sorts earlier ("p/..." before "p-other"): every key exactly once, order per directory.
         mixed = await _all_keys(store, "p", limit=5)
-        assert sorted(mixed) == sorted(expected + ["p-other"]) and len(set(mixed)) == len(mixed)
+        assert sorted(mixed) == sorted([*expected, "p-other"]) and len(set(mixed)) == len(mixed)
         assert await _all_keys(store, "p/sub/") == ["p/sub/x", "p/sub/y"]
         assert await _all_keys(store, "zzz/") == []
         page = await store.list("p/", limit=7)

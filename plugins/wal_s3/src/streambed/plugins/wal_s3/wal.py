@@ -207,7 +207,9 @@ class ObjectWal:
                 if self._failure is not None:
                     raise
                 if attempt in (1, 10) or attempt % 100 == 0:
-                    log.warning("WAL %s: %s failed (attempt %d), retrying: %s", self._base, what, attempt, exc)
+                    log.warning(
+                        "WAL %s: %s failed (attempt %d), retrying: %s", self._base, what, attempt, exc
+                    )
                 await asyncio.sleep(random.uniform(0, delay))
                 delay = min(self._retry_max, delay * 2)
 
@@ -292,7 +294,7 @@ class ObjectWal:
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"WAL {self._base}: unreadable trim record: {exc}") from exc
 
-    async def recover(self) -> AsyncIterator[WalRecord]:  # type: ignore[override]
+    async def recover(self) -> AsyncIterator[WalRecord]:
         if self._recovered:
             raise RuntimeError("recover() may run only once")
         self._recovered = True
