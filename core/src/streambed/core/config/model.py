@@ -81,13 +81,13 @@ class StorageSection(BaseModel):
         default_factory=lambda: ComponentConfig(type="file"),
         description="Object store: file, memory (built-in) | s3 | hdfs.",
     )
-    engine: EngineSettings = Field(default_factory=EngineSettings)  # type: ignore[arg-type]
+    engine: EngineSettings = Field(default_factory=EngineSettings)
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    broker: BrokerSection = Field(default_factory=BrokerSection)  # type: ignore[arg-type]
+    broker: BrokerSection = Field(default_factory=BrokerSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     metadata: ComponentConfig = Field(
         default_factory=lambda: ComponentConfig(type="local"),
