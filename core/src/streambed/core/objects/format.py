@@ -125,10 +125,11 @@ def parse_tail(tail: bytes, object_size: int) -> tuple[list[BlockIndex], int] | 
     """
     if len(tail) < FOOTER_SIZE:
         raise DataError("object shorter than its footer")
-    magic, version, _r, index_pos, index_size, index_crc, total = _FOOTER.unpack(
+    magic, version, reserved, index_pos, index_size, index_crc, total = _FOOTER.unpack(
         tail[-FOOTER_SIZE:]
     )
-    if magic != MAGIC or version != 1 or total != object_size:
+    consistent = index_pos + index_size + FOOTER_SIZE == total
+    if magic != MAGIC or version != 1 or reserved or total != object_size or not consistent:
         raise DataError("object footer is invalid (magic, version or size)")
     needed = int(index_size) + FOOTER_SIZE
     if len(tail) < needed:

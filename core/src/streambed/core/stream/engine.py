@@ -304,6 +304,8 @@ class StreamEngine:
             if not waiter.done():
                 waiter.set_result(None)
         self._settle(state)
+        if self._cached_bytes > self.settings.log_cache_bytes:
+            self._evict()
         if self._pending_bytes >= self.settings.upload_threshold_bytes:
             self._upload_wanted.set()
         return base
@@ -437,7 +439,7 @@ class StreamEngine:
             return
         for state in sorted(self._streams.values(), key=lambda s: len(s.cache), reverse=True):
             while state.cache and state.cache[0].batch.end <= state.committed:
-                if self._cached_bytes <= budget // 2:
+                if self._cached_bytes <= budget:
                     return
                 self._cached_bytes -= len(state.cache.popleft().batch.payload)
 
