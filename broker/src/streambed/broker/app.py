@@ -19,6 +19,7 @@ from streambed.core.config import ResolvedComponent, ResolvedConfig
 from streambed.core.context import NodeContext
 from streambed.core.lifecycle import BrokerInfo
 from streambed.core.plugins import PluginHost
+from streambed.core.stream.engine import StreamEngine
 
 __all__ = ["Broker", "run_broker"]
 
@@ -57,6 +58,7 @@ class Broker:
             },
         )
         self._opened: list[Any] = []
+        self.engine: StreamEngine | None = None
         self._servers: list[asyncio.Server] = []
         self.stopped = asyncio.Event()
 
@@ -70,8 +72,21 @@ class Broker:
             )
         log.info("streambed %s starting node %d", __version__, settings.node_id)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        for component in (self.config.metadata, self.config.objects, self.config.wal):
-            self._opened.append(await open_component(component, self.ctx))
+        metadata = await open_component(self.config.metadata, self.ctx)
+        self._opened.append(metadata)
+        objects = await open_component(self.config.objects, self.ctx)
+        self._opened.append(objects)
+        wal = await open_component(self.config.wal, self.ctx)
+        self.engine = StreamEngine(
+            wal, objects, metadata, self.config.settings.storage.engine, node_id=settings.node_id
+        )
+        started = time.monotonic()
+        await self.engine.start()  # replays the WAL and uploads what it held
+        log.info(
+            "storage recovered in %.2f s (%d streams)",
+            time.monotonic() - started,
+            len(self.engine.stream_ids()),
+        )
         for listener in settings.listeners:
             _, _, address = listener.partition("://")
             host, _, port = address.rpartition(":")
@@ -102,6 +117,12 @@ class Broker:
                 await asyncio.wait_for(
                     server.wait_closed(), self.config.settings.broker.shutdown_timeout_s
                 )
+        if self.engine is not None:
+            try:
+                await self.engine.close()  # uploads pending data, closes the WAL
+            except Exception:
+                log.exception("closing the stream engine failed; data stays in the WAL")
+            self.engine = None
         for component in reversed(self._opened):
             try:
                 await component.close()
