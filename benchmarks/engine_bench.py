@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
