@@ -64,6 +64,8 @@ class _StreamState:
     objects: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end, object id)
     waiting: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     inflight: int = 0
+    readahead: int = 0  # grows on sequential cold reads, resets on a jump
+    cold_end: int = -1  # where the last cold read ended
     failed_at: int | None = None  # an append at this offset failed; later ones must not be acked
 
 
@@ -522,10 +524,7 @@ class StreamEngine:
                 raise DataError(f"stream {state.meta.id}: no object holds offset {position}")
             object_id = located[2]
             batches = await self._read_object(
-                object_id,
-                state.meta.id,
-                position,
-                max_bytes - size + self.settings.readahead_max_bytes,
+                object_id, state.meta.id, position, max_bytes - size + self._readahead(state, position)
             )
             if not batches:
                 raise DataError(
@@ -539,7 +538,18 @@ class StreamEngine:
                 position = batch.end
                 if size >= max_bytes or position >= end:
                     break
+        state.cold_end = position
         return out
+
+    def _readahead(self, state: _StreamState, position: int) -> int:
+        """Extra bytes to read: doubles while a reader goes on sequentially, resets on a jump."""
+        if position == state.cold_end:
+            state.readahead = min(
+                max(2 * state.readahead, self.settings.block_bytes), self.settings.readahead_max_bytes
+            )
+        else:
+            state.readahead = 0
+        return state.readahead
 
     async def _tail(self, meta: ObjectMeta) -> list[BlockIndex]:
         cached = self._tails.get(meta.id)
