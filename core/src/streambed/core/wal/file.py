@@ -38,7 +38,6 @@ import logging
 import os
 import struct
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from streambed.core.context import NodeContext
 from streambed.core.errors import Closed, Unavailable, WalFull
 from streambed.core.wal.api import WalRecord, WalStats
+from streambed.core.wal.capacity import SpaceGate
 
 __all__ = ["FileWal", "FileWalOptions", "open_file_wal"]
 
@@ -128,7 +128,6 @@ class FileWal:
     def __init__(self, directory: Path, options: FileWalOptions) -> None:
         self._dir = directory
         self._opts = options
-        self._full_timeout = options.full_timeout_ms / 1000.0
         self._mark_bytes = max(4096, min(_MARK_BYTES, options.capacity_bytes // 64))
         self._segments: list[int] = []  # first offsets, ascending
         self._fd = -1
@@ -140,7 +139,7 @@ class FileWal:
         self._written = 0  # cumulative bytes accepted (including queued)
         self._trimmed_bytes = 0
         self._disk_next = 0  # next offset the writer thread will put on disk
-        self._space = asyncio.Condition()
+        self._space = SpaceGate(options.full_timeout_ms / 1000.0, str(directory))
         self._queue: list[_Item] = []
         self._queue_bytes = 0
         self._lock = threading.Condition()
@@ -275,19 +274,10 @@ class FileWal:
         return self._written - self._trimmed_bytes
 
     async def _wait_for_space(self, size: int) -> None:
-        deadline = time.monotonic() + self._full_timeout
-        async with self._space:
-            while self._used + size > self._opts.capacity_bytes:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WalFull(
-                        f"WAL {self._dir} is full ({self._used} of {self._opts.capacity_bytes} "
-                        "bytes): data must be uploaded to object storage and trimmed first"
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._space.wait(), remaining)
-                if self._closed:
-                    raise Closed(f"WAL {self._dir} is closed")
+        await self._space.wait_until(
+            lambda: self._used + size <= self._opts.capacity_bytes,
+            lambda: f"{self._used} of {self._opts.capacity_bytes} bytes",
+        )
 
     def _writer(self) -> None:
         """The one thread that writes and syncs; completes appends in order via the loop."""
@@ -373,8 +363,7 @@ class FileWal:
             self._trimmed_bytes = max(self._trimmed_bytes, self._marks[0][1])
         if offset >= self._next:
             self._trimmed_bytes = self._written
-        async with self._space:
-            self._space.notify_all()
+        await self._space.release()
 
     def _persist_trim_and_delete(self, offset: int) -> None:
         tmp = self._dir / "trim.tmp"
@@ -412,8 +401,7 @@ class FileWal:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        async with self._space:
-            self._space.notify_all()
+        await self._space.close()
 
     def stats(self) -> WalStats:
         return WalStats(self._opts.capacity_bytes, self._used, self._appends, self._syncs)

@@ -6,9 +6,6 @@ and see what a durable WAL would have kept.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -17,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from streambed.core.context import NodeContext
 from streambed.core.errors import Closed, WalFull
 from streambed.core.wal.api import WalRecord, WalStats
+from streambed.core.wal.capacity import SpaceGate
 
 __all__ = ["MemoryWal", "MemoryWalOptions", "open_memory_wal"]
 
@@ -45,8 +43,7 @@ class MemoryWal:
     def __init__(self, state: _State, capacity: int, full_timeout_s: float) -> None:
         self._state = state
         self._capacity = capacity
-        self._full_timeout = full_timeout_s
-        self._space = asyncio.Condition()
+        self._space = SpaceGate(full_timeout_s, "memory")
         self._closed = False
         self._appends = 0
         self._syncs = 0
@@ -67,16 +64,10 @@ class MemoryWal:
         if size > self._capacity:
             raise WalFull(f"record of {size} bytes exceeds the WAL capacity {self._capacity}")
         if self._used + size > self._capacity:
-            deadline = time.monotonic() + self._full_timeout
-            async with self._space:
-                while self._used + size > self._capacity:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise WalFull(f"memory WAL full ({self._used} of {self._capacity} bytes)")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._space.wait(), remaining)
-                    if self._closed:
-                        raise Closed("memory WAL is closed")
+            await self._space.wait_until(
+                lambda: self._used + size <= self._capacity,
+                lambda: f"{self._used} of {self._capacity} bytes",
+            )
         offset = self._state.next_offset
         self._state.next_offset += 1
         self._state.records[offset] = bytes(body)
@@ -91,13 +82,11 @@ class MemoryWal:
         self._state.trim = offset
         for key in [k for k in self._state.records if k < offset]:
             self._used -= len(self._state.records.pop(key)) + RECORD_OVERHEAD
-        async with self._space:
-            self._space.notify_all()
+        await self._space.release()
 
     async def close(self) -> None:
         self._closed = True
-        async with self._space:
-            self._space.notify_all()
+        await self._space.close()
 
     def stats(self) -> WalStats:
         return WalStats(self._capacity, self._used, self._appends, self._syncs)

@@ -25,7 +25,6 @@ the log. Back-pressure: appends wait while ``next - trim + size > capacity``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import mmap
 import os
@@ -41,6 +40,7 @@ import crc32c
 
 from streambed.core.errors import Closed, Fenced, Unavailable, WalFull
 from streambed.core.wal.api import WalRecord, WalStats
+from streambed.core.wal.capacity import SpaceGate
 
 __all__ = ["BLOCK", "BlockWal", "Header"]
 
@@ -116,7 +116,6 @@ class BlockWal:
         self._want_direct = direct_io
         self._takeover = takeover
         self._max_batch = max_batch_bytes
-        self._full_timeout = full_timeout_s
         self._owner_interval = owner_check_interval_s
         self._fd = -1
         self._direct = False
@@ -127,7 +126,7 @@ class BlockWal:
         self._trim = 0
         self._queue: list[_Item] = []
         self._lock = threading.Condition()
-        self._space = asyncio.Condition()
+        self._space = SpaceGate(full_timeout_s, str(path))
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: Exception | None = None
@@ -299,16 +298,10 @@ class BlockWal:
         return self._next - self._trim + self._pending + BLOCK
 
     async def _wait_for_space(self, size: int) -> None:
-        deadline = time.monotonic() + self._full_timeout
-        async with self._space:
-            while self._used + size > self._capacity:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WalFull(f"WAL {self._path} is full: upload and trim must free space")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._space.wait(), remaining)
-                if self._closed:
-                    raise Closed(f"WAL {self._path} is closed")
+        await self._space.wait_until(
+            lambda: self._used + size <= self._capacity,
+            lambda: f"{self._used} of {self._capacity} bytes",
+        )
 
     def _writer(self) -> None:
         while True:
@@ -409,8 +402,7 @@ class BlockWal:
             return
         self._trim = min(offset, self._next)
         await asyncio.to_thread(self._write_header, False)
-        async with self._space:
-            self._space.notify_all()
+        await self._space.release()
 
     async def close(self) -> None:
         if self._closed:
@@ -428,8 +420,7 @@ class BlockWal:
             os.close(self._fd)
             self._fd = -1
         self._buffer.close()
-        async with self._space:
-            self._space.notify_all()
+        await self._space.close()
 
     def stats(self) -> WalStats:
         return WalStats(self._capacity, self._next - self._trim + self._pending, self._appends,

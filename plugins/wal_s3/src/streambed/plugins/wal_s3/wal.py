@@ -47,6 +47,7 @@ from streambed.core.errors import (
 )
 from streambed.core.objects.api import ObjectStore
 from streambed.core.wal.api import WalRecord, WalStats
+from streambed.core.wal.capacity import SpaceGate
 
 __all__ = ["ObjectWal"]
 
@@ -154,7 +155,6 @@ class ObjectWal:
         self._window_bytes = window_bytes
         self._inflight = asyncio.Semaphore(max_inflight)
         self._capacity = capacity_bytes
-        self._full_timeout = full_timeout_s
         self._retry_base = retry_base_s
         self._retry_max = retry_max_s
 
@@ -162,7 +162,7 @@ class ObjectWal:
         self._trim = 0
         self._stored: collections.deque[_Stored] = collections.deque()
         self._used = 0  # bytes of stored + pending records above the trim point
-        self._space = asyncio.Condition()
+        self._space = SpaceGate(full_timeout_s, self._base)
         self._batch: list[_Pending] = []
         self._batch_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -378,19 +378,12 @@ class ObjectWal:
         return await pending.future
 
     async def _wait_for_space(self, size: int) -> None:
-        deadline = time.monotonic() + self._full_timeout
-        async with self._space:
-            while self._used + size > self._capacity:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WalFull(
-                        f"WAL {self._base} is full ({self._used} of {self._capacity} bytes): "
-                        "data must be uploaded to object storage and trimmed"
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._space.wait(), remaining)
-                if self._failure is not None:
-                    raise self._failure
+        await self._space.wait_until(
+            lambda: self._used + size <= self._capacity or self._failure is not None,
+            lambda: f"{self._used} of {self._capacity} bytes",
+        )
+        if self._failure is not None:
+            raise self._failure
 
     def _seal(self) -> None:
         if self._timer is not None:
@@ -482,8 +475,7 @@ class ObjectWal:
             self._used -= stored.size
         if doomed:
             await self._delete(doomed)
-        async with self._space:
-            self._space.notify_all()
+        await self._space.release()
 
     async def _delete(self, keys: list[str]) -> None:
         self._deletes += len(keys)
