@@ -116,3 +116,23 @@ async def test_trim_retention_and_compaction(engine_factory: EngineFactory) -> N
     keys = [x.key for x in page.objects]
     assert len(keys) == len(await engine.meta.list_objects()) == 1
     await engine.close()
+
+
+async def test_object_count_stays_bounded(engine_factory: EngineFactory) -> None:
+    engine = await engine_factory(upload_threshold_bytes=1 << 30, compaction_min_objects=3,
+                                  object_delete_delay_ms=0)
+    streams = [await engine.open_stream(await engine.create_stream(), 1) for _ in range(2)]
+    n = 0
+    for _round in range(12):
+        for stream in streams:
+            for _ in range(5):
+                await stream.append(payload(n), 1)
+                n += 1
+        await engine.upload()
+        await engine.compact()
+        live = [m for m in await engine.meta.list_objects() if m.state == "committed"]
+        assert len(live) <= 2 * 3 + 1, [(m.kind, m.ranges) for m in live]
+    for k, stream in enumerate(streams):
+        got = await read_all(engine, stream.id, 1)
+        assert [p for _, p in got] == [payload(i) for i in range(n) if (i // 5) % 2 == k]
+    await engine.close()

@@ -524,7 +524,10 @@ class StreamEngine:
                 raise DataError(f"stream {state.meta.id}: no object holds offset {position}")
             object_id = located[2]
             batches = await self._read_object(
-                object_id, state.meta.id, position, max_bytes - size + self._readahead(state, position)
+                object_id,
+                state.meta.id,
+                position,
+                max_bytes - size + self._readahead(state, position),
             )
             if not batches:
                 raise DataError(
@@ -545,7 +548,8 @@ class StreamEngine:
         """Extra bytes to read: doubles while a reader goes on sequentially, resets on a jump."""
         if position == state.cold_end:
             state.readahead = min(
-                max(2 * state.readahead, self.settings.block_bytes), self.settings.readahead_max_bytes
+                max(2 * state.readahead, self.settings.block_bytes),
+                self.settings.readahead_max_bytes,
             )
         else:
             state.readahead = 0
@@ -685,6 +689,28 @@ class StreamEngine:
                     chosen.append(meta)
                     total += meta.size
                 result["merged"] = await self._merge(chosen, streams)
+
+            # Small stream objects of one stream are merged too, so the object count stays bounded.
+            by_stream: dict[int, list[ObjectMeta]] = collections.defaultdict(list)
+            for meta in await self.meta.list_objects():
+                if (
+                    meta.state == "committed"
+                    and meta.kind == "so"
+                    and len(meta.ranges) == 1
+                    and meta.size < self.settings.compaction_small_object_bytes
+                ):
+                    by_stream[meta.ranges[0][0]].append(meta)
+            for small in by_stream.values():
+                if len(small) < self.settings.compaction_min_objects:
+                    continue
+                chosen, total = [], 0
+                for meta in sorted(small, key=lambda m: m.ranges[0][1]):
+                    if chosen and total + meta.size > self.settings.compaction_max_bytes:
+                        break
+                    chosen.append(meta)
+                    total += meta.size
+                if len(chosen) >= 2:
+                    result["merged"] += await self._merge(chosen, streams)
 
             delay = self.settings.object_delete_delay_ms / 1000.0
             timeout = self.settings.prepared_timeout_ms / 1000.0

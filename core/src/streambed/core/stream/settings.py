@@ -37,6 +37,9 @@ class EngineSettings(BaseModel):
     compaction_min_objects: int = Field(
         4, ge=2, description="Merge stream-set objects once at least this many are committed."
     )
+    compaction_small_object_bytes: int = Field(
+        32 * MiB, gt=0, description="Stream objects smaller than this are merged with their neighbours."
+    )
     compaction_max_bytes: int = Field(
         256 * MiB, gt=0, description="Most bytes of small objects one compaction run rewrites."
     )
