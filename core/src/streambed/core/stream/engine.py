@@ -414,12 +414,18 @@ class StreamEngine:
         self, kind: str, streams: list[tuple[_StreamState, list[Batch]]]
     ) -> tuple[ObjectMeta, list[bytes | memoryview], list[tuple[_StreamState, list[Batch]]]]:
         meta = await self.meta.prepare_object("so" if kind == "so" else "sso")
-        builder = ObjectBuilder(self.settings.block_bytes)
         for state, batches in streams:
-            for batch in batches:
-                builder.add(state.meta.id, batch)
             meta.ranges.append((state.meta.id, batches[0].base, batches[-1].end))
-        parts, _ = builder.finish()
+
+        def build() -> list[bytes | memoryview]:
+            builder = ObjectBuilder(self.settings.block_bytes)
+            for state, batches in streams:
+                for batch in batches:
+                    builder.add(state.meta.id, batch)
+            return builder.finish()[0]
+
+        # Checksumming tens of MiB must not stall appends and tail reads on the event loop.
+        parts = await asyncio.to_thread(build)
         meta.size = sum(len(p) for p in parts)
         return meta, parts, streams
 
