@@ -136,3 +136,27 @@ async def test_object_count_stays_bounded(engine_factory: EngineFactory) -> None
         got = await read_all(engine, stream.id, 1)
         assert [p for _, p in got] == [payload(i) for i in range(n) if (i // 5) % 2 == k]
     await engine.close()
+
+
+async def test_delete_and_close_stream(engine_factory: EngineFactory) -> None:
+    engine = await engine_factory(compaction_min_objects=2, object_delete_delay_ms=0)
+    doomed = await engine.open_stream(await engine.create_stream(), 1)
+    kept = await engine.open_stream(await engine.create_stream(), 1)
+    for i in range(30):
+        await doomed.append(payload(i), 1)
+        await kept.append(payload(i), 1)
+    await engine.upload()
+    await doomed.delete()
+    with pytest.raises(Exception, match="deleted"):
+        await doomed.append(b"late", 1)
+    await engine.compact()  # the shared object still holds `kept`: it is rewritten, not lost
+    await kept.close()
+    with pytest.raises(Exception, match="closed"):
+        await kept.append(b"after close", 1)
+    assert await read_all(engine, kept.id, 2) == [(i, payload(i)) for i in range(30)]
+    await engine.close()
+    engine = await engine_factory(object_delete_delay_ms=0)
+    await engine.compact()
+    for meta in await engine.meta.list_objects():
+        assert all(stream_id == kept.id for stream_id, _, _ in meta.ranges), meta
+    await engine.close()

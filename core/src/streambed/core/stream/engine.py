@@ -686,7 +686,10 @@ class StreamEngine:
                 for o in objects
                 if o.state == "committed" and o.kind == "sso" and o not in expired
             ]
-            if len(ssos) >= self.settings.compaction_min_objects:
+            # Objects that also hold dead ranges (deleted or trimmed-away streams) are rewritten
+            # even when there are few of them, so deleted data does not linger.
+            holds_dead = any(not live_range(s, e) for o in ssos for s, _, e in o.ranges)
+            if ssos and (len(ssos) >= self.settings.compaction_min_objects or holds_dead):
                 chosen: list[ObjectMeta] = []
                 total = 0
                 for meta in sorted(ssos, key=lambda m: m.id):
