@@ -21,7 +21,6 @@ from typing import Any
 from streambed.core.context import NodeContext
 from streambed.core.plugins import PluginHost
 
-
 args_capacity = 1024**3
 
 

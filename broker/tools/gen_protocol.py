@@ -40,7 +40,6 @@ from kio.serial._implicit_defaults import get_tagged_field_default
 from kio.serial._introspect import (
     EntityField,
     EntityTupleField,
-    PrimitiveField,
     PrimitiveTupleField,
     classify_field,
     is_optional,
@@ -887,7 +886,7 @@ def render_module(api: Api) -> tuple[str, str, str]:
     lo, hi = api.versions[0], api.versions[-1]
     flex = api.flexible_min
     spec = [
-        f"SPEC = ApiSpec(",
+        "SPEC = ApiSpec(",
         f"    api_key={api.key},",
         f"    name={_camel(api.module)!r},",
         f"    min_version={lo},",
@@ -899,7 +898,7 @@ def render_module(api: Api) -> tuple[str, str, str]:
         f"    request_decoders={table(req_dec)},",
         f"    response_encoders={table(resp_enc)},",
         f"    response_decoders={table(resp_dec)},",
-        f")",
+        ")",
     ]
     spec_src = "\n".join(_wrap_spec_line(line) for line in spec)
 
@@ -915,9 +914,7 @@ def render_module(api: Api) -> tuple[str, str, str]:
         std.append("import struct")
     std.append("from dataclasses import dataclass" + (", field" if uses_field else ""))
     std.append("from struct import Struct")
-    if uses_uuid and "UUID(" in body.replace("UUID_ZERO", ""):
-        std.append("from uuid import UUID")
-    elif uses_uuid:
+    if (uses_uuid and "UUID(" in body.replace("UUID_ZERO", "")) or uses_uuid:
         std.append("from uuid import UUID")
     imports.extend(_sort_std(std))
     imports.append("")
