@@ -48,7 +48,7 @@ class FaultPlan:
         if not hit:
             return None
         self.injected[point] += 1
-        return "after" if self.rng.random() < 0.5 else "before"
+        return "after" if self.rng.random() < self.after_share else "before"
 
     async def run(
         self, point: str, op: Callable[[], Awaitable[T]], *, idempotent_only: bool = False
