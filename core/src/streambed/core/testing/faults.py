@@ -31,8 +31,10 @@ class FaultPlan:
         seed: int = 0,
         probability: dict[str, float] | None = None,
         schedule: dict[str, set[int]] | None = None,
+        after_share: float = 0.5,
     ) -> None:
         self.rng = random.Random(seed)
+        self.after_share = after_share  # share of faults injected after the operation happened
         self.probability = dict(probability or {})
         self.schedule = {k: set(v) for k, v in (schedule or {}).items()}
         self.counts: Counter[str] = Counter()
