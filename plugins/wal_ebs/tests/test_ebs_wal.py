@@ -45,6 +45,17 @@ class TestEbsWalConformance(WalConformance):
         return open_wal
 
 
+async def test_parallel_io_depth_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "w"
+    wal, _ = await opened(path, capacity_bytes=16 * 1024 * 1024, io_depth=4)
+    bodies = [os.urandom(200 * 1024) for _ in range(40)]
+    offsets = await asyncio.gather(*(wal.append(b) for b in bodies))
+    await wal.close()
+    wal, records = await opened(path, capacity_bytes=16 * 1024 * 1024, io_depth=4)
+    assert records == list(zip(offsets, bodies, strict=True))
+    await wal.close()
+
+
 async def test_uses_direct_io_on_this_filesystem(tmp_path: Path) -> None:
     wal, _ = await opened(tmp_path / "w")
     assert wal.direct_io

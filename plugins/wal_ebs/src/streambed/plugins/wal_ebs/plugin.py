@@ -33,6 +33,9 @@ class EbsWalOptions(BaseModel):
     takeover: bool = Field(
         False, description="Open a volume another (dead) node owned; its epoch must be older."
     )
+    io_depth: int = Field(
+        1, ge=1, le=32, description="Parallel writes a large group commit is split into."
+    )
     owner_check_interval_ms: int = Field(
         1000, gt=0, description="How often the writer re-reads the header to detect a takeover."
     )
@@ -54,6 +57,7 @@ async def open_ebs_wal(options: EbsWalOptions, context: NodeContext) -> Any:
         max_batch_bytes=options.max_batch_bytes,
         full_timeout_s=options.full_timeout_ms / 1000.0,
         owner_check_interval_s=options.owner_check_interval_ms / 1000.0,
+        io_depth=options.io_depth,
     )
 
 

@@ -33,6 +33,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,7 @@ _RECORD_HEAD = struct.Struct(">IIQI")
 _RECORD = struct.Struct(">IIQII")
 _RECORD_MAGIC = 0x53425231  # "SBR1"
 RECORD_HEADER = _RECORD.size
+_MIN_IO_CHUNK = 256 * 1024
 
 
 def _align_up(value: int) -> int:
@@ -70,8 +72,16 @@ class Header:
     clean: bool
 
     def encode(self) -> bytes:
-        body = _HEADER.pack(_HEADER_MAGIC, 1, self.sequence, self.capacity, self.trim,
-                            self.owner, self.epoch, int(self.clean))
+        body = _HEADER.pack(
+            _HEADER_MAGIC,
+            1,
+            self.sequence,
+            self.capacity,
+            self.trim,
+            self.owner,
+            self.epoch,
+            int(self.clean),
+        )
         return (body + crc32c.crc32c(body).to_bytes(4, "big")).ljust(BLOCK, b"\0")
 
     @classmethod
@@ -106,7 +116,10 @@ class BlockWal:
         max_batch_bytes: int = 8 * 1024 * 1024,
         full_timeout_s: float = 10.0,
         owner_check_interval_s: float = 1.0,
+        io_depth: int = 1,
     ) -> None:
+        self._io_depth = io_depth
+        self._pool = ThreadPoolExecutor(max_workers=io_depth, thread_name_prefix="ebs-wal-io")
         if capacity % BLOCK or capacity < 4 * BLOCK:
             raise ValueError(f"capacity must be a multiple of {BLOCK} and at least {4 * BLOCK}")
         self._path = path
@@ -151,16 +164,21 @@ class BlockWal:
             except OSError as exc:
                 if self._want_direct:
                     raise Unavailable(f"O_DIRECT not supported for {self._path}: {exc}") from exc
-                log.warning("O_DIRECT unsupported on %s (%s); using buffered I/O + fdatasync",
-                            self._path, exc)
+                log.warning(
+                    "O_DIRECT unsupported on %s (%s); using buffered I/O + fdatasync",
+                    self._path,
+                    exc,
+                )
         if self._fd < 0:
             self._fd = os.open(self._path, flags, 0o644)
         size = DATA_START + self._capacity
         if is_block:
             device_size = os.lseek(self._fd, 0, os.SEEK_END)
             if device_size < size:
-                raise Unavailable(f"block device {self._path} holds {device_size} bytes; the WAL "
-                                  f"needs {size} (capacity {self._capacity} + 8 KiB of headers)")
+                raise Unavailable(
+                    f"block device {self._path} holds {device_size} bytes; the WAL "
+                    f"needs {size} (capacity {self._capacity} + 8 KiB of headers)"
+                )
         elif os.fstat(self._fd).st_size < size:
             os.posix_fallocate(self._fd, 0, size)
             os.fsync(self._fd)
@@ -192,8 +210,9 @@ class BlockWal:
         return max(valid, key=lambda h: h.sequence) if valid else None
 
     def _write_header(self, clean: bool) -> None:
-        self._header = Header(self._header.sequence + 1, self._capacity, self._trim,
-                              self._node, self._epoch, clean)
+        self._header = Header(
+            self._header.sequence + 1, self._capacity, self._trim, self._node, self._epoch, clean
+        )
         buffer = mmap.mmap(-1, BLOCK)
         buffer.write(self._header.encode())
         try:
@@ -212,19 +231,28 @@ class BlockWal:
         header = await asyncio.to_thread(self._read_headers)
         if header is not None:
             if header.capacity != self._capacity:
-                raise Unavailable(f"WAL {self._path} was formatted with capacity {header.capacity}, "
-                                  f"configured {self._capacity}")
+                raise Unavailable(
+                    f"WAL {self._path} was formatted with capacity {header.capacity}, "
+                    f"configured {self._capacity}"
+                )
             if header.epoch > self._epoch:
-                raise Fenced(f"WAL {self._path} is owned by node {header.owner} epoch "
-                             f"{header.epoch}, newer than ours ({self._epoch})")
+                raise Fenced(
+                    f"WAL {self._path} is owned by node {header.owner} epoch "
+                    f"{header.epoch}, newer than ours ({self._epoch})"
+                )
             if header.owner != self._node and not self._takeover:
-                raise Fenced(f"WAL {self._path} belongs to node {header.owner}; set takeover: true "
-                             "to replay it after that node died")
+                raise Fenced(
+                    f"WAL {self._path} belongs to node {header.owner}; set takeover: true "
+                    "to replay it after that node died"
+                )
             self._header = header
             self._trim = header.trim
             if not header.clean:
-                log.info("WAL %s: recovering after an unclean shutdown of node %d", self._path,
-                         header.owner)
+                log.info(
+                    "WAL %s: recovering after an unclean shutdown of node %d",
+                    self._path,
+                    header.owner,
+                )
         # Claim the volume before replaying: a stale owner that re-reads the header stops.
         await asyncio.to_thread(self._write_header, False)
         position = self._trim
@@ -253,8 +281,9 @@ class BlockWal:
             return None
         body = self._read_ring(position + RECORD_HEADER, length)
         if crc32c.crc32c(body) != body_crc:
-            log.warning("WAL %s: record at %d fails its body checksum; log ends there",
-                        self._path, position)
+            log.warning(
+                "WAL %s: record at %d fails its body checksum; log ends there", self._path, position
+            )
             return None
         return body, position + RECORD_HEADER + length
 
@@ -265,16 +294,20 @@ class BlockWal:
             async for _ in self.recover():
                 pass
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._writer, name=f"ebs-wal:{self._path}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer, name=f"ebs-wal:{self._path}", daemon=True
+        )
         self._thread.start()
 
     async def append(self, body: bytes | memoryview) -> int:
         if self._closed or self._closing:
             raise Closed(f"WAL {self._path} is closed")
         if self._failure is not None:
-            raise self._failure if isinstance(self._failure, Fenced) else Unavailable(
-                f"WAL {self._path} failed earlier: {self._failure}")
+            raise (
+                self._failure
+                if isinstance(self._failure, Fenced)
+                else Unavailable(f"WAL {self._path} failed earlier: {self._failure}")
+            )
         if self._thread is None:
             raise RuntimeError("append() before start()")
         size = RECORD_HEADER + len(body)
@@ -351,8 +384,10 @@ class BlockWal:
         self._last_owner_check = now
         header = self._read_headers()
         if header is not None and (header.owner, header.epoch) != (self._node, self._epoch):
-            raise Fenced(f"WAL {self._path} was taken over by node {header.owner} epoch "
-                         f"{header.epoch}; this node stops writing")
+            raise Fenced(
+                f"WAL {self._path} was taken over by node {header.owner} epoch "
+                f"{header.epoch}; this node stops writing"
+            )
 
     def _write_batch(self, batch: list[_Item], size: int) -> int:
         """Write one batch at the end of the log; returns the new (block-aligned) end."""
@@ -363,8 +398,9 @@ class BlockWal:
         position = 0
         for item in batch:
             item.offset = start + position
-            head = _RECORD_HEAD.pack(_RECORD_MAGIC, len(item.body), item.offset,
-                                     crc32c.crc32c(item.body))
+            head = _RECORD_HEAD.pack(
+                _RECORD_MAGIC, len(item.body), item.offset, crc32c.crc32c(item.body)
+            )
             view[position : position + 20] = head
             view[position + 20 : position + 24] = crc32c.crc32c(head).to_bytes(4, "big")
             position += RECORD_HEADER
@@ -373,9 +409,22 @@ class BlockWal:
         view[position:padded] = bytes(padded - position)
         ring = start % self._capacity
         first = min(padded, self._capacity - ring)
-        os.pwritev(self._fd, [view[:first]], DATA_START + ring)
+        pieces = [(view[:first], DATA_START + ring)]
         if first < padded:
-            os.pwritev(self._fd, [view[first:padded]], DATA_START)
+            pieces.append((view[first:padded], DATA_START))
+        if self._io_depth > 1 and padded >= self._io_depth * _MIN_IO_CHUNK:
+            # Split large writes so up to io_depth requests are in flight at once (NVMe and EBS
+            # serve parallel requests faster than one long one); one fdatasync covers them all.
+            chunk = _align_up(padded // self._io_depth)
+            split = [
+                (part[i : i + chunk], where + i)
+                for part, where in pieces
+                for i in range(0, len(part), chunk)
+            ]
+            list(self._pool.map(lambda p: os.pwritev(self._fd, [p[0]], p[1]), split))
+        else:
+            for part, where in pieces:
+                os.pwritev(self._fd, [part], where)
         view.release()
         os.fdatasync(self._fd)
         self._syncs += 1
@@ -420,11 +469,13 @@ class BlockWal:
             os.close(self._fd)
             self._fd = -1
         self._buffer.close()
+        self._pool.shutdown(wait=False)
         await self._space.close()
 
     def stats(self) -> WalStats:
-        return WalStats(self._capacity, self._next - self._trim + self._pending, self._appends,
-                        self._syncs)
+        return WalStats(
+            self._capacity, self._next - self._trim + self._pending, self._appends, self._syncs
+        )
 
     @property
     def direct_io(self) -> bool:
