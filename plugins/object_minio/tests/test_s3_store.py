@@ -86,3 +86,37 @@ async def test_cleanup_aborts_abandoned_multipart(seaweedfs: SeaweedFS, s3_bucke
     assert await store.cleanup() >= 1
     assert raw.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     await store.close()
+
+
+_ceph_buckets = iter(range(10_000))
+
+
+class TestCephRgw(ObjectStoreConformance):
+    """The same suite against Ceph RGW 16 (Debian's radosgw), multipart included."""
+
+    large_object_bytes = 12 * 1024 * 1024
+    bulk_keys = 1100
+
+    @pytest.fixture
+    async def store(self, ceph_rgw: Any, tmp_path: Path) -> AsyncIterator[ObjectStore]:
+        from sbtest.servers import create_bucket
+
+        bucket = f"ceph-{next(_ceph_buckets)}"
+        create_bucket(ceph_rgw, bucket)
+        opts = S3Options(bucket=bucket, endpoint_url=ceph_rgw.endpoint, profile="ceph",
+                         access_key_id=ceph_rgw.access_key, secret_access_key=ceph_rgw.secret_key,
+                         multipart_threshold_bytes=5 * 1024 * 1024, multipart_part_bytes=5 * 1024 * 1024,
+                         retry_attempts=3, retry_max_delay_s=0.2)
+        store = await open_s3_store(opts, NodeContext(data_dir=tmp_path))
+        yield store
+        await store.close()
+
+
+async def test_ceph_wrong_secret_fails_clearly(ceph_rgw: Any, tmp_path: Path) -> None:
+    from sbtest.servers import create_bucket
+
+    create_bucket(ceph_rgw, "ceph-auth")
+    opts = S3Options(bucket="ceph-auth", endpoint_url=ceph_rgw.endpoint, profile="ceph",
+                     access_key_id=ceph_rgw.access_key, secret_access_key="not-the-secret", retry_attempts=2)
+    with pytest.raises(Unavailable, match="probe failed at step 'write'"):
+        await open_s3_store(opts, NodeContext(data_dir=tmp_path))

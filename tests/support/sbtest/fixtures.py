@@ -9,7 +9,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from sbtest.servers import MiniHdfs, SeaweedFS, create_bucket, start_minihdfs, start_seaweedfs
+from sbtest.servers import (
+    CephRgw,
+    MiniHdfs,
+    SeaweedFS,
+    create_bucket,
+    start_ceph_rgw,
+    start_minihdfs,
+    start_seaweedfs,
+)
 
 _bucket_ids = itertools.count()
 
@@ -44,5 +52,17 @@ def minihdfs() -> Iterator[MiniHdfs]:
             raise RuntimeError(f"HDFS tests need Java and Maven: {reason}")
         pytest.skip(f"HDFS tests need Java and Maven: {reason}")
     server = start_minihdfs()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw() -> Iterator[CephRgw]:
+    try:
+        server = start_ceph_rgw()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
     yield server
     server.stop()

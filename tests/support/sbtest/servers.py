@@ -222,3 +222,92 @@ def start_minihdfs(timeout: float = 120.0) -> MiniHdfs:
             tail = log_path.read_text(errors="replace")[-3000:]
             server.stop()
             raise RuntimeError(f"MiniDFSCluster did not start: {tail}")
+
+
+# -- Ceph RGW (Debian's radosgw, one monitor, one memstore OSD) ---------------------------------------
+
+CEPH_ACCESS_KEY = "streambed-ceph-ak"
+CEPH_SECRET_KEY = "streambed-ceph-sk"
+
+
+@dataclass
+class CephRgw:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    workdir: Path
+    conf: Path
+
+    def stop(self) -> None:
+        subprocess.run(["pkill", "-f", str(self.conf)], check=False)
+        time.sleep(0.5)
+        subprocess.run(["pkill", "-9", "-f", str(self.conf)], check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_ceph_rgw(timeout: float = 90.0) -> CephRgw:
+    """A throwaway Ceph cluster with auth off (recipe in shared/reference/real-systems.md)."""
+    for tool in ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph"):
+        if shutil.which(tool) is None:
+            raise FileNotFoundError(f"{tool} not found: apt-get install radosgw ceph-mon ceph-osd")
+    import uuid
+
+    work = Path(tempfile.mkdtemp(prefix="streambed-ceph-"))
+    for sub in ("mon", "osd", "rgw", "run", "log"):
+        (work / sub).mkdir()
+    fsid = str(uuid.uuid4())
+    mon_port, rgw_port = free_port(), free_port()
+    conf = work / "ceph.conf"
+    conf.write_text(f"""[global]
+fsid = {fsid}
+mon host = v1:127.0.0.1:{mon_port}
+mon initial members = a
+auth cluster required = none
+auth service required = none
+auth client required = none
+osd pool default size = 1
+osd pool default min size = 1
+osd objectstore = memstore
+memstore device bytes = 1073741824
+osd class update on start = false
+osd crush update on start = false
+mon warn on pool no redundancy = false
+run dir = {work}/run
+log file = {work}/log/$name.log
+admin socket = {work}/run/$name.asok
+[mon.a]
+mon data = {work}/mon
+[osd.0]
+osd data = {work}/osd
+[client.rgw.a]
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
+rgw data = {work}/rgw
+""")
+    c = ["-c", str(conf)]
+
+    def run(*cmd: str) -> str:
+        result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr[-2000:]}")
+        return result.stdout
+
+    server = CephRgw(f"http://127.0.0.1:{rgw_port}", CEPH_ACCESS_KEY, CEPH_SECRET_KEY, work, conf)
+    try:
+        run("monmaptool", "--create", "--add", "a", f"v1:127.0.0.1:{mon_port}", "--fsid", fsid,
+            str(work / "monmap"))
+        run("ceph-mon", "--mkfs", "-i", "a", "--monmap", str(work / "monmap"), *c)
+        run("ceph-mon", "-i", "a", *c)
+        osd_id = run("ceph", *c, "osd", "create").strip()
+        run("ceph-osd", "-i", osd_id, "--mkfs", *c)
+        run("ceph-osd", "-i", osd_id, *c)
+        run("ceph", *c, "osd", "crush", "add-bucket", "localhost", "host")
+        run("ceph", *c, "osd", "crush", "move", "localhost", "root=default")
+        run("ceph", *c, "osd", "crush", "add", f"osd.{osd_id}", "1.0", "host=localhost")
+        run("radosgw", *c, "-n", "client.rgw.a")
+        wait_for_port(rgw_port, None, timeout, "Ceph RGW")
+        run("radosgw-admin", *c, "user", "create", "--uid=streambed", "--display-name=streambed",
+            f"--access-key={CEPH_ACCESS_KEY}", f"--secret-key={CEPH_SECRET_KEY}")
+    except BaseException:
+        server.stop()
+        raise
+    return server
