@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sbtest.faultproxy import FaultProxy
 from sbtest.servers import SeaweedFS
+
 from streambed.core.context import NodeContext
 from streambed.plugins.wal_s3.plugin import S3WalOptions, open_s3_wal
 

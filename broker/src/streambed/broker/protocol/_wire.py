@@ -148,7 +148,11 @@ def read_nullable_string(buf: memoryview, pos: int) -> tuple[str | None, int]:
 
 
 def read_compact_string(buf: memoryview, pos: int) -> tuple[str, int]:
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n <= 1:
         if n == 1:
             return "", pos
@@ -158,7 +162,11 @@ def read_compact_string(buf: memoryview, pos: int) -> tuple[str, int]:
 
 
 def read_compact_nullable_string(buf: memoryview, pos: int) -> tuple[str | None, int]:
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n <= 1:
         return ("" if n == 1 else None), pos
     end = _take(buf, pos, n - 1, "compact string")
@@ -214,7 +222,11 @@ def read_records(buf: memoryview, pos: int) -> tuple[memoryview | None, int]:
 
 
 def read_compact_records(buf: memoryview, pos: int) -> tuple[memoryview | None, int]:
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         return None, pos
     end = _take(buf, pos, n - 1, "records")
@@ -239,6 +251,9 @@ def read_legacy_array_len(buf: memoryview, pos: int) -> tuple[int, int]:
 
 def read_compact_array_len(buf: memoryview, pos: int) -> tuple[int, int]:
     """Element count of a compact array (varint N+1); -1 means null."""
+    n = buf[pos]
+    if n < 0x80:
+        return n - 1, pos + 1
     n, pos = read_uvarint(buf, pos)
     return n - 1, pos
 

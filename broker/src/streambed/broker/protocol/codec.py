@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from streambed.broker.protocol._spec import ApiSpec
 from streambed.broker.protocol._wire import I32, Buffer, skip_tagged_fields
@@ -42,16 +41,16 @@ __all__ = [
     "decode_response",
     "encode_request",
     "encode_response",
-    "spec_for",
 ]
+
+_SPECS = dict(API_SPECS)  # a plain dict: faster lookups than the read-only mapping
 
 # What a decoder raises on bytes that lie; the interpreter's own bounds checks (struct.error,
 # IndexError) stand in for explicit ones in the generated code.
 _DECODE_ERRORS = (struct.error, IndexError, ValueError, OverflowError)
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """A decoded request: its header, its body (the API's request class) and its frame size."""
 
     header: RequestHeader
@@ -75,19 +74,12 @@ class Request:
         return self.header.client_id
 
 
-def spec_for(api_key: int) -> ApiSpec:
-    """The codec of one API; ``KeyError`` for a key the codec does not know."""
-    return API_SPECS[api_key]
-
-
 def _view(frame: Buffer) -> memoryview:
     view = frame if isinstance(frame, memoryview) else memoryview(frame)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
-def decode_request(
-    frame: Buffer, versions: Mapping[int, tuple[int, int]] | None = None
-) -> Request:
+def decode_request(frame: Buffer, versions: Mapping[int, tuple[int, int]] | None = None) -> Request:
     """Decode one request frame (without its size prefix).
 
     ``versions`` narrows what is accepted (the broker's advertised ranges); by default every
@@ -101,23 +93,34 @@ def decode_request(
         raise
     except _DECODE_ERRORS as exc:
         raise CorruptFrame(f"malformed request header: {exc}") from exc
-    spec = API_SPECS.get(header.api_key)
-    allowed = SUPPORTED_VERSIONS if versions is None else versions
-    if spec is None or header.api_key not in allowed:
-        raise UnknownApiKey(f"unknown API key {header.api_key}", header)
-    lo, hi = allowed[header.api_key]
-    version = header.api_version
-    if not (max(lo, spec.min_version) <= version <= min(hi, spec.max_version)):
+    api_key, version = header.api_key, header.api_version
+    spec = _SPECS.get(api_key)
+    if versions is None:
+        if spec is None:
+            raise UnknownApiKey(f"unknown API key {api_key}", header)
+        lo, hi = spec.min_version, spec.max_version
+    else:
+        allowed = versions.get(api_key)
+        if spec is None or allowed is None:
+            raise UnknownApiKey(f"unknown API key {api_key}", header)
+        lo, hi = max(allowed[0], spec.min_version), min(allowed[1], spec.max_version)
+    if not lo <= version <= hi:
         raise UnsupportedVersion(
             f"{spec.name} v{version} is not supported (supported: v{lo}-v{hi})", header
         )
     try:
-        if spec.is_flexible(version):
-            pos = skip_tagged_fields(view, pos)
+        flexible_min = spec.flexible_min
+        if flexible_min is not None and version >= flexible_min:
+            if view[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(view, pos)
         body, _end = spec.request_decoders[version - spec.min_version](view, pos)
     except _DECODE_ERRORS as exc:
         if isinstance(exc, ProtocolError):
-            exc.add_note(f"in {spec.name} v{version} request, correlation id {header.correlation_id}")
+            exc.add_note(
+                f"in {spec.name} v{version} request, correlation id {header.correlation_id}"
+            )
             raise
         raise CorruptFrame(
             f"malformed {spec.name} v{version} request (correlation id {header.correlation_id}): "
@@ -144,12 +147,12 @@ def _check_body(spec: ApiSpec, version: int, body: object, cls: type[Any], what:
             f"{spec.name} v{version} is outside the codec's v{spec.min_version}-v{spec.max_version}"
         )
     if not isinstance(body, cls):
-        raise TypeError(f"{spec.name} {what} body must be {cls.__name__}, not {type(body).__name__}")
+        raise TypeError(
+            f"{spec.name} {what} body must be {cls.__name__}, not {type(body).__name__}"
+        )
 
 
-def encode_response(
-    api_key: int, api_version: int, correlation_id: int, body: Any
-) -> list[Buffer]:
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: Any) -> list[Buffer]:
     """Size prefix, response header and body, as a list of buffers (see the module docstring)."""
     spec = API_SPECS[api_key]
     _check_body(spec, api_version, body, spec.response_class, "response")

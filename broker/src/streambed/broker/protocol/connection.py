@@ -37,7 +37,8 @@ from streambed.broker.protocol.codec import (
     encode_response,
 )
 from streambed.broker.protocol.errors import CorruptFrame, FrameTooLarge, ProtocolError
-from streambed.broker.protocol.headers import RequestHeader
+from streambed.broker.protocol.headers import API_VERSIONS_KEY, RequestHeader
+from streambed.broker.protocol.messages import API_SPECS
 
 __all__ = [
     "DEFAULT_INITIAL_MAX_REQUEST_SIZE",
@@ -172,10 +173,30 @@ class ServerConnection:
         self.requests_decoded += 1
         return request
 
-    def encode_response(self, request: Request | RequestHeader, body: Any) -> list[Buffer]:
-        """The response to ``request`` in its version, as buffers for ``writelines``."""
+    def encode_response(
+        self, request: Request | RequestHeader, body: Any, *, version: int | None = None
+    ) -> list[Buffer]:
+        """The response to ``request``, in its version unless ``version`` is given, as buffers
+        for ``writelines``.
+
+        An ApiVersions request of a version the codec does not know is answered in v0 (KIP-511:
+        a v0 body with UNSUPPORTED_VERSION and the API list tells the client what to retry with).
+        """
         header = request.header if isinstance(request, Request) else request
-        return encode_response(header.api_key, header.api_version, header.correlation_id, body)
+        if version is None:
+            version = header.api_version
+            if header.api_key == API_VERSIONS_KEY and not self._accepts(header):
+                version = 0
+        return encode_response(header.api_key, version, header.correlation_id, body)
+
+    def _accepts(self, header: RequestHeader) -> bool:
+        spec = API_SPECS.get(header.api_key)
+        if spec is None or not spec.supports(header.api_version):
+            return False
+        if self.versions is None:
+            return True
+        allowed = self.versions.get(header.api_key)
+        return allowed is not None and allowed[0] <= header.api_version <= allowed[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,10 @@ broker's versions yet can still read it (KIP-511).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from struct import Struct
+from typing import NamedTuple
 
-from streambed.broker.protocol._wire import (
-    read_nullable_string,
-    skip_tagged_fields,
-    write_nullable_string,
-)
+from streambed.broker.protocol._wire import read_nullable_string, write_nullable_string
 from streambed.broker.protocol.errors import CorruptFrame
 
 __all__ = [
@@ -31,9 +27,7 @@ __all__ = [
     "decode_request_header_prefix",
     "encode_request_header",
     "encode_response_header",
-    "request_header_version",
     "response_header_version",
-    "skip_request_header_tags",
 ]
 
 API_VERSIONS_KEY = 18
@@ -42,16 +36,11 @@ _FIXED = Struct(">hhi")
 _CORRELATION = Struct(">i")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHeader:
+class RequestHeader(NamedTuple):
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None = None
-
-
-def request_header_version(flexible: bool) -> int:
-    return 2 if flexible else 1
 
 
 def response_header_version(api_key: int, flexible: bool) -> int:
@@ -68,10 +57,6 @@ def decode_request_header_prefix(frame: memoryview) -> tuple[RequestHeader, int]
     api_key, api_version, correlation_id = _FIXED.unpack_from(frame, 0)
     client_id, pos = read_nullable_string(frame, _FIXED.size)
     return RequestHeader(api_key, api_version, correlation_id, client_id), pos
-
-
-def skip_request_header_tags(frame: memoryview, pos: int) -> int:
-    return skip_tagged_fields(frame, pos)
 
 
 def encode_request_header(out: bytearray, header: RequestHeader, flexible: bool) -> None:

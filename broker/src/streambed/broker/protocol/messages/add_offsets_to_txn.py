@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   AddOffsetsToTxnRequest.json, AddOffsetsToTxnResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""AddOffsetsToTxn (API key 25): message classes and flat codecs for v0-v4."""
+"""AddOffsetsToTxn (API key 25): message classes and flat codecs, v0-v4."""
 
 from __future__ import annotations
 
@@ -80,7 +80,10 @@ def _decode_request_v3(buf: memoryview, pos: int) -> tuple[AddOffsetsToTxnReques
     v2, v3 = _ST0.unpack_from(buf, pos)
     pos += 10
     v4, pos = read_compact_string(buf, pos)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AddOffsetsToTxnRequest(v1, v2, v3, v4)
     return m, pos
 
@@ -110,14 +113,17 @@ def _encode_response_v3(
 def _decode_response_v3(buf: memoryview, pos: int) -> tuple[AddOffsetsToTxnResponse, int]:
     v1, v2 = _ST1.unpack_from(buf, pos)
     pos += 6
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AddOffsetsToTxnResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=25,
-    name='AddOffsetsToTxn',
+    name="AddOffsetsToTxn",
     min_version=0,
     max_version=4,
     flexible_min=3,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   AddPartitionsToTxnRequest.json, AddPartitionsToTxnResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""AddPartitionsToTxn (API key 24): message classes and flat codecs for v0-v5."""
+"""AddPartitionsToTxn (API key 24): message classes and flat codecs, v0-v5."""
 
 from __future__ import annotations
 
@@ -187,10 +187,16 @@ def _decode_request_v3(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnReq
                 check_count(n9, 4, buf, pos)
                 v8 = list(struct.unpack_from(f">{n9}i", buf, pos))
                 pos += n9 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x6 = AddPartitionsToTxnTopic(v7, v8)
             v4.append(x6)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AddPartitionsToTxnRequest([], v1, v2, v3, v4)
     return m, pos
 
@@ -245,13 +251,22 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnReq
                         check_count(n13, 4, buf, pos)
                         v12 = list(struct.unpack_from(f">{n13}i", buf, pos))
                         pos += n13 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x10 = AddPartitionsToTxnTopic(v11, v12)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = AddPartitionsToTxnTransaction(v4, v5, v6, v7, v8)
             v1.append(x3)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AddPartitionsToTxnRequest(v1, "", 0, 0, [])
     return m, pos
 
@@ -341,13 +356,22 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRe
                 for _ in range(n7):
                     v9, v10 = _ST3.unpack_from(buf, pos)
                     pos += 6
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = AddPartitionsToTxnPartitionResult(v9, v10)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = AddPartitionsToTxnTopicResult(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AddPartitionsToTxnResponse(v1, 0, [], v2)
     return m, pos
 
@@ -406,23 +430,35 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRe
                         for _ in range(n12):
                             v14, v15 = _ST3.unpack_from(buf, pos)
                             pos += 6
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x13 = AddPartitionsToTxnPartitionResult(v14, v15)
                             v11.append(x13)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x9 = AddPartitionsToTxnTopicResult(v10, v11)
                     v7.append(x9)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = AddPartitionsToTxnResult(v6, v7)
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AddPartitionsToTxnResponse(v1, v2, v3, [])
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=24,
-    name='AddPartitionsToTxn',
+    name="AddPartitionsToTxn",
     min_version=0,
     max_version=5,
     flexible_min=3,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   AlterConfigsRequest.json, AlterConfigsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""AlterConfigs (API key 33): message classes and flat codecs for v0-v2."""
+"""AlterConfigs (API key 33): message classes and flat codecs, v0-v2."""
 
 from __future__ import annotations
 
@@ -174,15 +174,24 @@ def _decode_request_v2(buf: memoryview, pos: int) -> tuple[AlterConfigsRequest, 
                 for _ in range(n7):
                     v9, pos = read_compact_string(buf, pos)
                     v10, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = AlterableConfig(v9, v10)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = AlterConfigsResource(v4, v5, v6)
             v1.append(x3)
     (v11,) = _ST1.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AlterConfigsRequest(v1, v11)
     return m, pos
 
@@ -253,24 +262,30 @@ def _decode_response_v2(buf: memoryview, pos: int) -> tuple[AlterConfigsResponse
             (v7,) = _ST0.unpack_from(buf, pos)
             pos += 1
             v8, pos = read_compact_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = AlterConfigsResourceResponse(v5, v6, v7, v8)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = AlterConfigsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=33,
-    name='AlterConfigs',
+    name="AlterConfigs",
     min_version=0,
     max_version=2,
     flexible_min=2,
     request_class=AlterConfigsRequest,
     response_class=AlterConfigsResponse,
-    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2,),
-    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2,),
-    response_encoders=(_encode_response_v0, _encode_response_v0, _encode_response_v2,),
-    response_decoders=(_decode_response_v0, _decode_response_v0, _decode_response_v2,),
+    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2),
+    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2),
+    response_encoders=(_encode_response_v0, _encode_response_v0, _encode_response_v2),
+    response_decoders=(_decode_response_v0, _decode_response_v0, _decode_response_v2),
 )

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   ApiVersionsRequest.json, ApiVersionsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""ApiVersions (API key 18): message classes and flat codecs for v0-v4."""
+"""ApiVersions (API key 18): message classes and flat codecs, v0-v4."""
 
 from __future__ import annotations
 
@@ -91,8 +91,6 @@ class ApiVersionsResponse:
 
 
 def _encode_request_v0(m: ApiVersionsRequest, out: bytearray, chunks: list[Buffer]) -> bytearray:
-
-
     return out
 
 
@@ -111,7 +109,10 @@ def _encode_request_v3(m: ApiVersionsRequest, out: bytearray, chunks: list[Buffe
 def _decode_request_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
     v1, pos = read_compact_string(buf, pos)
     v2, pos = read_compact_string(buf, pos)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ApiVersionsRequest(v1, v2)
     return m, pos
 
@@ -193,14 +194,14 @@ def _encode_response_v3(m: ApiVersionsResponse, out: bytearray, chunks: list[Buf
             write_compact_string(tagged5, x7.name)
             tagged5 += _ST3.pack(x7.min_version, x7.max_version)
             tagged5 += b"\x00"
-        tags4 += uvarint(0)
+        tags4 += b"\x00"
         tags4 += uvarint(len(tagged5))
         tags4 += tagged5
         ntag3 += 1
     if m.finalized_features_epoch != -1:
         tagged8 = bytearray()
         tagged8 += _ST4.pack(m.finalized_features_epoch)
-        tags4 += uvarint(1)
+        tags4 += b"\x01"
         tags4 += uvarint(len(tagged8))
         tags4 += tagged8
         ntag3 += 1
@@ -212,14 +213,14 @@ def _encode_response_v3(m: ApiVersionsResponse, out: bytearray, chunks: list[Buf
             write_compact_string(tagged9, x11.name)
             tagged9 += _ST3.pack(x11.max_version_level, x11.min_version_level)
             tagged9 += b"\x00"
-        tags4 += uvarint(2)
+        tags4 += b"\x02"
         tags4 += uvarint(len(tagged9))
         tags4 += tagged9
         ntag3 += 1
     if m.zk_migration_ready:
         tagged12 = bytearray()
         tagged12 += _ST5.pack(m.zk_migration_ready)
-        tags4 += uvarint(3)
+        tags4 += b"\x03"
         tags4 += uvarint(len(tagged12))
         tags4 += tagged12
         ntag3 += 1
@@ -241,7 +242,10 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse,
         for _ in range(n3):
             v5, v6, v7 = _ST1.unpack_from(buf, pos)
             pos += 6
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = ApiVersion(v5, v6, v7)
             v2.append(x4)
     (v8,) = _ST2.unpack_from(buf, pos)
@@ -272,7 +276,10 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse,
                         v19, pos = read_compact_string(buf, pos)
                         v20, v21 = _ST3.unpack_from(buf, pos)
                         pos += 4
-                        pos = skip_tagged_fields(buf, pos)
+                        if buf[pos] == 0:
+                            pos += 1
+                        else:
+                            pos = skip_tagged_fields(buf, pos)
                         x18 = SupportedFeatureKey(v19, v20, v21)
                         v9.append(x18)
                 if pos > end16:
@@ -293,7 +300,10 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse,
                         v24, pos = read_compact_string(buf, pos)
                         v25, v26 = _ST3.unpack_from(buf, pos)
                         pos += 4
-                        pos = skip_tagged_fields(buf, pos)
+                        if buf[pos] == 0:
+                            pos += 1
+                        else:
+                            pos = skip_tagged_fields(buf, pos)
                         x23 = FinalizedFeatureKey(v24, v25, v26)
                         v11.append(x23)
                 if pos > end16:
@@ -310,7 +320,7 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse,
 
 SPEC = ApiSpec(
     api_key=18,
-    name='ApiVersions',
+    name="ApiVersions",
     min_version=0,
     max_version=4,
     flexible_min=3,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   CreatePartitionsRequest.json, CreatePartitionsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""CreatePartitions (API key 37): message classes and flat codecs for v0-v3."""
+"""CreatePartitions (API key 37): message classes and flat codecs, v0-v3."""
 
 from __future__ import annotations
 
@@ -197,15 +197,24 @@ def _decode_request_v2(buf: memoryview, pos: int) -> tuple[CreatePartitionsReque
                         check_count(n10, 4, buf, pos)
                         v9 = list(struct.unpack_from(f">{n10}i", buf, pos))
                         pos += n10 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = CreatePartitionsAssignment(v9)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = CreatePartitionsTopic(v4, v5, v6)
             v1.append(x3)
     v11, v12 = _ST1.unpack_from(buf, pos)
     pos += 5
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = CreatePartitionsRequest(v1, v11, v12)
     return m, pos
 
@@ -274,17 +283,23 @@ def _decode_response_v2(buf: memoryview, pos: int) -> tuple[CreatePartitionsResp
             (v6,) = _ST2.unpack_from(buf, pos)
             pos += 2
             v7, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = CreatePartitionsTopicResult(v5, v6, v7)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = CreatePartitionsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=37,
-    name='CreatePartitions',
+    name="CreatePartitions",
     min_version=0,
     max_version=3,
     flexible_min=2,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   CreateTopicsRequest.json, CreateTopicsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""CreateTopics (API key 19): message classes and flat codecs for v2-v7."""
+"""CreateTopics (API key 19): message classes and flat codecs, v2-v7."""
 
 from __future__ import annotations
 
@@ -252,7 +252,10 @@ def _decode_request_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, 
                         check_count(n12, 4, buf, pos)
                         v11 = list(struct.unpack_from(f">{n12}i", buf, pos))
                         pos += n12 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x9 = CreatableReplicaAssignment(v10, v11)
                     v7.append(x9)
             n14, pos = read_compact_array_len(buf, pos)
@@ -265,15 +268,24 @@ def _decode_request_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, 
                 for _ in range(n14):
                     v16, pos = read_compact_string(buf, pos)
                     v17, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x15 = CreatableTopicConfig(v16, v17)
                     v13.append(x15)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = CreatableTopic(v4, v5, v6, v7, v13)
             v1.append(x3)
     v18, v19 = _ST2.unpack_from(buf, pos)
     pos += 5
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = CreateTopicsRequest(v1, v18, v19)
     return m, pos
 
@@ -334,7 +346,7 @@ def _encode_response_v5(m: CreateTopicsResponse, out: bytearray, chunks: list[Bu
         if x2.topic_config_error_code != 0:
             tagged7 = bytearray()
             tagged7 += _ST3.pack(x2.topic_config_error_code)
-            tags6 += uvarint(0)
+            tags6 += b"\x00"
             tags6 += uvarint(len(tagged7))
             tags6 += tagged7
             ntag5 += 1
@@ -373,7 +385,10 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse
                     v14, pos = read_compact_nullable_string(buf, pos)
                     v15, v16, v17 = _ST4.unpack_from(buf, pos)
                     pos += 3
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x12 = CreatableTopicConfigs(v13, v14, v15, v16, v17)
                     v10.append(x12)
             v18: int = 0
@@ -396,7 +411,10 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse
                     pos = end22
             x4 = CreatableTopicResult(v5, UUID_ZERO, v6, v7, v18, v8, v9, v10)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = CreateTopicsResponse(v1, v2)
     return m, pos
 
@@ -426,7 +444,7 @@ def _encode_response_v7(m: CreateTopicsResponse, out: bytearray, chunks: list[Bu
         if x2.topic_config_error_code != 0:
             tagged7 = bytearray()
             tagged7 += _ST3.pack(x2.topic_config_error_code)
-            tags6 += uvarint(0)
+            tags6 += b"\x00"
             tags6 += uvarint(len(tagged7))
             tags6 += tagged7
             ntag5 += 1
@@ -466,7 +484,10 @@ def _decode_response_v7(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse
                     v15, pos = read_compact_nullable_string(buf, pos)
                     v16, v17, v18 = _ST4.unpack_from(buf, pos)
                     pos += 3
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x13 = CreatableTopicConfigs(v14, v15, v16, v17, v18)
                     v11.append(x13)
             v19: int = 0
@@ -489,14 +510,17 @@ def _decode_response_v7(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse
                     pos = end23
             x4 = CreatableTopicResult(v5, v6, v7, v8, v19, v9, v10, v11)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = CreateTopicsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=19,
-    name='CreateTopics',
+    name="CreateTopics",
     min_version=2,
     max_version=7,
     flexible_min=5,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DeleteGroupsRequest.json, DeleteGroupsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DeleteGroups (API key 42): message classes and flat codecs for v0-v2."""
+"""DeleteGroups (API key 42): message classes and flat codecs, v0-v2."""
 
 from __future__ import annotations
 
@@ -102,7 +102,10 @@ def _decode_request_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, 
         for _ in range(n2):
             x3, pos = read_compact_string(buf, pos)
             v1.append(x3)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteGroupsRequest(v1)
     return m, pos
 
@@ -163,24 +166,30 @@ def _decode_response_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse
             v5, pos = read_compact_string(buf, pos)
             (v6,) = _ST1.unpack_from(buf, pos)
             pos += 2
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DeletableGroupResult(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteGroupsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=42,
-    name='DeleteGroups',
+    name="DeleteGroups",
     min_version=0,
     max_version=2,
     flexible_min=2,
     request_class=DeleteGroupsRequest,
     response_class=DeleteGroupsResponse,
-    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2,),
-    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2,),
-    response_encoders=(_encode_response_v0, _encode_response_v0, _encode_response_v2,),
-    response_decoders=(_decode_response_v0, _decode_response_v0, _decode_response_v2,),
+    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2),
+    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2),
+    response_encoders=(_encode_response_v0, _encode_response_v0, _encode_response_v2),
+    response_decoders=(_decode_response_v0, _decode_response_v0, _decode_response_v2),
 )

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DeleteRecordsRequest.json, DeleteRecordsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DeleteRecords (API key 21): message classes and flat codecs for v0-v2."""
+"""DeleteRecords (API key 21): message classes and flat codecs, v0-v2."""
 
 from __future__ import annotations
 
@@ -168,15 +168,24 @@ def _decode_request_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest,
                 for _ in range(n6):
                     v8, v9 = _ST0.unpack_from(buf, pos)
                     pos += 12
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x7 = DeleteRecordsPartition(v8, v9)
                     v5.append(x7)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = DeleteRecordsTopic(v4, v5)
             v1.append(x3)
     (v10,) = _ST1.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteRecordsRequest(v1, v10)
     return m, pos
 
@@ -266,27 +275,36 @@ def _decode_response_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRespons
                 for _ in range(n7):
                     v9, v10, v11 = _ST2.unpack_from(buf, pos)
                     pos += 14
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = DeleteRecordsPartitionResult(v9, v10, v11)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DeleteRecordsTopicResult(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteRecordsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=21,
-    name='DeleteRecords',
+    name="DeleteRecords",
     min_version=0,
     max_version=2,
     flexible_min=2,
     request_class=DeleteRecordsRequest,
     response_class=DeleteRecordsResponse,
-    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2,),
-    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2,),
-    response_encoders=(_encode_response_v0, _encode_response_v0, _encode_response_v2,),
-    response_decoders=(_decode_response_v0, _decode_response_v0, _decode_response_v2,),
+    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2),
+    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2),
+    response_encoders=(_encode_response_v0, _encode_response_v0, _encode_response_v2),
+    response_decoders=(_decode_response_v0, _decode_response_v0, _decode_response_v2),
 )

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DeleteTopicsRequest.json, DeleteTopicsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DeleteTopics (API key 20): message classes and flat codecs for v1-v6."""
+"""DeleteTopics (API key 20): message classes and flat codecs, v1-v6."""
 
 from __future__ import annotations
 
@@ -126,7 +126,10 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, 
             v1.append(x3)
     (v4,) = _ST0.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteTopicsRequest([], v1, v4)
     return m, pos
 
@@ -154,12 +157,18 @@ def _decode_request_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, 
         for _ in range(n2):
             v4, pos = read_compact_nullable_string(buf, pos)
             v5, pos = read_uuid(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = DeleteTopicState(v4, v5)
             v1.append(x3)
     (v6,) = _ST0.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteTopicsRequest(v1, [], v6)
     return m, pos
 
@@ -220,10 +229,16 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse
             v5, pos = read_compact_string(buf, pos)
             (v6,) = _ST1.unpack_from(buf, pos)
             pos += 2
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DeletableTopicResult(v5, UUID_ZERO, v6, None)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteTopicsResponse(v1, v2)
     return m, pos
 
@@ -256,10 +271,16 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse
             (v6,) = _ST1.unpack_from(buf, pos)
             pos += 2
             v7, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DeletableTopicResult(v5, UUID_ZERO, v6, v7)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteTopicsResponse(v1, v2)
     return m, pos
 
@@ -294,17 +315,23 @@ def _decode_response_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse
             (v7,) = _ST1.unpack_from(buf, pos)
             pos += 2
             v8, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DeletableTopicResult(v5, v6, v7, v8)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DeleteTopicsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=20,
-    name='DeleteTopics',
+    name="DeleteTopics",
     min_version=1,
     max_version=6,
     flexible_min=4,

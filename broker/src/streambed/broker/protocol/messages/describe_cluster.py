@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DescribeClusterRequest.json, DescribeClusterResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DescribeCluster (API key 60): message classes and flat codecs for v0-v2."""
+"""DescribeCluster (API key 60): message classes and flat codecs, v0-v2."""
 
 from __future__ import annotations
 
@@ -83,7 +83,10 @@ def _encode_request_v0(
 def _decode_request_v0(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
     (v1,) = _ST0.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeClusterRequest(v1, 1, False)
     return m, pos
 
@@ -99,7 +102,10 @@ def _encode_request_v1(
 def _decode_request_v1(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
     v1, v2 = _ST1.unpack_from(buf, pos)
     pos += 2
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeClusterRequest(v1, v2, False)
     return m, pos
 
@@ -119,7 +125,10 @@ def _encode_request_v2(
 def _decode_request_v2(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
     v1, v2, v3 = _ST2.unpack_from(buf, pos)
     pos += 3
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeClusterRequest(v1, v2, v3)
     return m, pos
 
@@ -165,12 +174,18 @@ def _decode_response_v0(buf: memoryview, pos: int) -> tuple[DescribeClusterRespo
             (v11,) = _ST4.unpack_from(buf, pos)
             pos += 4
             v12, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x8 = DescribeClusterBroker(v9, v10, v11, v12, False)
             v6.append(x8)
     (v13,) = _ST4.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeClusterResponse(v1, v2, v3, 1, v4, v5, v6, v13)
     return m, pos
 
@@ -219,12 +234,18 @@ def _decode_response_v1(buf: memoryview, pos: int) -> tuple[DescribeClusterRespo
             (v12,) = _ST4.unpack_from(buf, pos)
             pos += 4
             v13, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = DescribeClusterBroker(v10, v11, v12, v13, False)
             v7.append(x9)
     (v14,) = _ST4.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeClusterResponse(v1, v2, v3, v4, v5, v6, v7, v14)
     return m, pos
 
@@ -276,26 +297,32 @@ def _decode_response_v2(buf: memoryview, pos: int) -> tuple[DescribeClusterRespo
             v13, pos = read_compact_nullable_string(buf, pos)
             (v14,) = _ST0.unpack_from(buf, pos)
             pos += 1
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = DescribeClusterBroker(v10, v11, v12, v13, v14)
             v7.append(x9)
     (v15,) = _ST4.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeClusterResponse(v1, v2, v3, v4, v5, v6, v7, v15)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=60,
-    name='DescribeCluster',
+    name="DescribeCluster",
     min_version=0,
     max_version=2,
     flexible_min=0,
     request_class=DescribeClusterRequest,
     response_class=DescribeClusterResponse,
-    request_encoders=(_encode_request_v0, _encode_request_v1, _encode_request_v2,),
-    request_decoders=(_decode_request_v0, _decode_request_v1, _decode_request_v2,),
-    response_encoders=(_encode_response_v0, _encode_response_v1, _encode_response_v2,),
-    response_decoders=(_decode_response_v0, _decode_response_v1, _decode_response_v2,),
+    request_encoders=(_encode_request_v0, _encode_request_v1, _encode_request_v2),
+    request_decoders=(_decode_request_v0, _decode_request_v1, _decode_request_v2),
+    response_encoders=(_encode_response_v0, _encode_response_v1, _encode_response_v2),
+    response_decoders=(_decode_response_v0, _decode_response_v1, _decode_response_v2),
 )

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DescribeConfigsRequest.json, DescribeConfigsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DescribeConfigs (API key 32): message classes and flat codecs for v1-v4."""
+"""DescribeConfigs (API key 32): message classes and flat codecs, v1-v4."""
 
 from __future__ import annotations
 
@@ -248,12 +248,18 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[DescribeConfigsReques
                 for _ in range(n7):
                     x8, pos = read_compact_string(buf, pos)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = DescribeConfigsResource(v4, v5, v6)
             v1.append(x3)
     v9, v10 = _ST2.unpack_from(buf, pos)
     pos += 2
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeConfigsRequest(v1, v9, v10)
     return m, pos
 
@@ -490,26 +496,38 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[DescribeConfigsRespo
                             v21, pos = read_compact_nullable_string(buf, pos)
                             (v22,) = _ST0.unpack_from(buf, pos)
                             pos += 1
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x19 = DescribeConfigsSynonym(v20, v21, v22)
                             v17.append(x19)
                     (v23,) = _ST0.unpack_from(buf, pos)
                     pos += 1
                     v24, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x11 = DescribeConfigsResourceResult(v12, v13, v14, v15, v16, v17, v23, v24)
                     v9.append(x11)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DescribeConfigsResult(v5, v6, v7, v8, v9)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeConfigsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=32,
-    name='DescribeConfigs',
+    name="DescribeConfigs",
     min_version=1,
     max_version=4,
     flexible_min=4,

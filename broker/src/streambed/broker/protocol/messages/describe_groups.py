@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DescribeGroupsRequest.json, DescribeGroupsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DescribeGroups (API key 15): message classes and flat codecs for v0-v6."""
+"""DescribeGroups (API key 15): message classes and flat codecs, v0-v6."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ class DescribedGroupMember:
     group_instance_id: str | None = None
     client_id: str = ""
     client_host: str = ""
-    member_metadata: bytes = b''
-    member_assignment: bytes = b''
+    member_metadata: bytes = b""
+    member_assignment: bytes = b""
 
 
 @dataclass(slots=True)
@@ -160,7 +160,10 @@ def _decode_request_v5(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest
             v1.append(x3)
     (v4,) = _ST0.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeGroupsRequest(v1, v4)
     return m, pos
 
@@ -473,15 +476,24 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[DescribeGroupsRespon
                     v16, pos = read_compact_string(buf, pos)
                     v17, pos = read_compact_bytes(buf, pos)
                     v18, pos = read_compact_bytes(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x12 = DescribedGroupMember(v13, v14, v15, v16, v17, v18)
                     v10.append(x12)
             (v19,) = _ST2.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DescribedGroup(v5, None, v6, v7, v8, v9, v10, v19)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeGroupsResponse(v1, v2)
     return m, pos
 
@@ -547,22 +559,31 @@ def _decode_response_v6(buf: memoryview, pos: int) -> tuple[DescribeGroupsRespon
                     v17, pos = read_compact_string(buf, pos)
                     v18, pos = read_compact_bytes(buf, pos)
                     v19, pos = read_compact_bytes(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x13 = DescribedGroupMember(v14, v15, v16, v17, v18, v19)
                     v11.append(x13)
             (v20,) = _ST2.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DescribedGroup(v5, v6, v7, v8, v9, v10, v11, v20)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeGroupsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=15,
-    name='DescribeGroups',
+    name="DescribeGroups",
     min_version=0,
     max_version=6,
     flexible_min=5,

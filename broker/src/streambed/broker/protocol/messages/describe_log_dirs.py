@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DescribeLogDirsRequest.json, DescribeLogDirsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DescribeLogDirs (API key 35): message classes and flat codecs for v1-v5."""
+"""DescribeLogDirs (API key 35): message classes and flat codecs, v1-v5."""
 
 from __future__ import annotations
 
@@ -174,10 +174,16 @@ def _decode_request_v2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsReques
                 check_count(n6, 4, buf, pos)
                 v5 = list(struct.unpack_from(f">{n6}i", buf, pos))
                 pos += n6 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = DescribableLogDirTopic(v4, v5)
             v1.append(x3)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeLogDirsRequest(v1)
     return m, pos
 
@@ -312,16 +318,28 @@ def _decode_response_v2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRespo
                         for _ in range(n12):
                             v14, v15, v16, v17 = _ST2.unpack_from(buf, pos)
                             pos += 21
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x13 = DescribeLogDirsPartition(v14, v15, v16, v17)
                             v11.append(x13)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x9 = DescribeLogDirsTopic(v10, v11)
                     v7.append(x9)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DescribeLogDirsResult(v5, v6, v7, -1, -1, False)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeLogDirsResponse(v1, 0, v2)
     return m, pos
 
@@ -388,16 +406,28 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRespo
                         for _ in range(n13):
                             v15, v16, v17, v18 = _ST2.unpack_from(buf, pos)
                             pos += 21
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x14 = DescribeLogDirsPartition(v15, v16, v17, v18)
                             v12.append(x14)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x10 = DescribeLogDirsTopic(v11, v12)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = DescribeLogDirsResult(v6, v7, v8, -1, -1, False)
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeLogDirsResponse(v1, v2, v3)
     return m, pos
 
@@ -465,18 +495,30 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRespo
                         for _ in range(n13):
                             v15, v16, v17, v18 = _ST2.unpack_from(buf, pos)
                             pos += 21
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x14 = DescribeLogDirsPartition(v15, v16, v17, v18)
                             v12.append(x14)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x10 = DescribeLogDirsTopic(v11, v12)
                     v8.append(x10)
             v19, v20 = _ST4.unpack_from(buf, pos)
             pos += 16
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = DescribeLogDirsResult(v6, v7, v8, v19, v20, False)
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeLogDirsResponse(v1, v2, v3)
     return m, pos
 
@@ -544,25 +586,37 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRespo
                         for _ in range(n13):
                             v15, v16, v17, v18 = _ST2.unpack_from(buf, pos)
                             pos += 21
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x14 = DescribeLogDirsPartition(v15, v16, v17, v18)
                             v12.append(x14)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x10 = DescribeLogDirsTopic(v11, v12)
                     v8.append(x10)
             v19, v20, v21 = _ST5.unpack_from(buf, pos)
             pos += 17
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = DescribeLogDirsResult(v6, v7, v8, v19, v20, v21)
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeLogDirsResponse(v1, v2, v3)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=35,
-    name='DescribeLogDirs',
+    name="DescribeLogDirs",
     min_version=1,
     max_version=5,
     flexible_min=2,

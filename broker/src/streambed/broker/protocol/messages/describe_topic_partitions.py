@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   DescribeTopicPartitionsRequest.json, DescribeTopicPartitionsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""DescribeTopicPartitions (API key 75): message classes and flat codecs for v0-v0."""
+"""DescribeTopicPartitions (API key 75): message classes and flat codecs, v0-v0."""
 
 from __future__ import annotations
 
@@ -134,7 +134,10 @@ def _decode_request_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitio
         v1 = []
         for _ in range(n2):
             v4, pos = read_compact_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = TopicRequest(v4)
             v1.append(x3)
     (v5,) = _ST0.unpack_from(buf, pos)
@@ -148,9 +151,15 @@ def _decode_request_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitio
         v7, pos = read_compact_string(buf, pos)
         (v8,) = _ST0.unpack_from(buf, pos)
         pos += 4
-        pos = skip_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            pos = skip_tagged_fields(buf, pos)
         v6 = Cursor(v7, v8)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeTopicPartitionsRequest(v1, v5, v6)
     return m, pos
 
@@ -273,7 +282,10 @@ def _decode_response_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartiti
                         check_count(n25, 4, buf, pos)
                         v24 = list(struct.unpack_from(f">{n25}i", buf, pos))
                         pos += n25 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x11 = DescribeTopicPartitionsResponsePartition(
                         v12,
                         v13,
@@ -288,7 +300,10 @@ def _decode_response_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartiti
                     v9.append(x11)
             (v26,) = _ST0.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = DescribeTopicPartitionsResponseTopic(v5, v6, v7, v8, v9, v26)
             v2.append(x4)
     v27: Cursor | None
@@ -300,16 +315,22 @@ def _decode_response_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartiti
         v28, pos = read_compact_string(buf, pos)
         (v29,) = _ST0.unpack_from(buf, pos)
         pos += 4
-        pos = skip_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            pos = skip_tagged_fields(buf, pos)
         v27 = Cursor(v28, v29)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = DescribeTopicPartitionsResponse(v1, v2, v27)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=75,
-    name='DescribeTopicPartitions',
+    name="DescribeTopicPartitions",
     min_version=0,
     max_version=0,
     flexible_min=0,

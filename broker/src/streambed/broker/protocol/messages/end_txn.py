@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   EndTxnRequest.json, EndTxnResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""EndTxn (API key 26): message classes and flat codecs for v0-v5."""
+"""EndTxn (API key 26): message classes and flat codecs, v0-v5."""
 
 from __future__ import annotations
 
@@ -75,7 +75,10 @@ def _decode_request_v3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
     v1, pos = read_compact_string(buf, pos)
     v2, v3, v4 = _ST0.unpack_from(buf, pos)
     pos += 11
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = EndTxnRequest(v1, v2, v3, v4)
     return m, pos
 
@@ -101,7 +104,10 @@ def _encode_response_v3(m: EndTxnResponse, out: bytearray, chunks: list[Buffer])
 def _decode_response_v3(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
     v1, v2 = _ST1.unpack_from(buf, pos)
     pos += 6
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = EndTxnResponse(v1, v2, -1, -1)
     return m, pos
 
@@ -115,14 +121,17 @@ def _encode_response_v5(m: EndTxnResponse, out: bytearray, chunks: list[Buffer])
 def _decode_response_v5(buf: memoryview, pos: int) -> tuple[EndTxnResponse, int]:
     v1, v2, v3, v4 = _ST2.unpack_from(buf, pos)
     pos += 16
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = EndTxnResponse(v1, v2, v3, v4)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=26,
-    name='EndTxn',
+    name="EndTxn",
     min_version=0,
     max_version=5,
     flexible_min=3,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   FetchRequest.json, FetchResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""Fetch (API key 1): message classes and flat codecs for v4-v18."""
+"""Fetch (API key 1): message classes and flat codecs, v4-v18."""
 
 from __future__ import annotations
 
@@ -207,13 +207,6 @@ class FetchResponse:
     session_id: int = 0
     responses: list[FetchableTopicResponse] = field(default_factory=list)
     node_endpoints: list[NodeEndpoint] = field(default_factory=list)
-
-
-# Tagged struct fields equal to these are left out of the encoding.
-_DEFAULT_EpochEndOffset = EpochEndOffset()
-_DEFAULT_LeaderIdAndEpoch = LeaderIdAndEpoch()
-_DEFAULT_ReplicaState = ReplicaState()
-_DEFAULT_SnapshotId = SnapshotId()
 
 
 def _encode_request_v4(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -> bytearray:
@@ -616,7 +609,7 @@ def _encode_request_v12(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -
     if m.cluster_id is not None:
         tagged10 = bytearray()
         write_compact_nullable_string(tagged10, m.cluster_id)
-        tags9 += uvarint(0)
+        tags9 += b"\x00"
         tags9 += uvarint(len(tagged10))
         tags9 += tagged10
         ntag8 += 1
@@ -647,7 +640,10 @@ def _decode_request_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 for _ in range(n13):
                     v15, v16, v17, v18, v19, v20 = _ST5.unpack_from(buf, pos)
                     pos += 32
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x14 = FetchPartition(
                         v15,
                         v16,
@@ -659,7 +655,10 @@ def _decode_request_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                         9223372036854775807,
                     )
                     v12.append(x14)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x10 = FetchTopic(UUID_ZERO, v11, v12)
             v8.append(x10)
     n22, pos = read_compact_array_len(buf, pos)
@@ -679,7 +678,10 @@ def _decode_request_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 check_count(n26, 4, buf, pos)
                 v25 = list(struct.unpack_from(f">{n26}i", buf, pos))
                 pos += n26 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x23 = ForgottenTopic(UUID_ZERO, v24, v25)
             v21.append(x23)
     v27, pos = read_compact_string(buf, pos)
@@ -745,7 +747,7 @@ def _encode_request_v13(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -
     if m.cluster_id is not None:
         tagged10 = bytearray()
         write_compact_nullable_string(tagged10, m.cluster_id)
-        tags9 += uvarint(0)
+        tags9 += b"\x00"
         tags9 += uvarint(len(tagged10))
         tags9 += tagged10
         ntag8 += 1
@@ -776,7 +778,10 @@ def _decode_request_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 for _ in range(n13):
                     v15, v16, v17, v18, v19, v20 = _ST5.unpack_from(buf, pos)
                     pos += 32
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x14 = FetchPartition(
                         v15,
                         v16,
@@ -788,7 +793,10 @@ def _decode_request_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                         9223372036854775807,
                     )
                     v12.append(x14)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x10 = FetchTopic(v11, "", v12)
             v8.append(x10)
     n22, pos = read_compact_array_len(buf, pos)
@@ -808,7 +816,10 @@ def _decode_request_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 check_count(n26, 4, buf, pos)
                 v25 = list(struct.unpack_from(f">{n26}i", buf, pos))
                 pos += n26 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x23 = ForgottenTopic(v24, "", v25)
             v21.append(x23)
     v27, pos = read_compact_string(buf, pos)
@@ -873,16 +884,16 @@ def _encode_request_v15(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -
     if m.cluster_id is not None:
         tagged10 = bytearray()
         write_compact_nullable_string(tagged10, m.cluster_id)
-        tags9 += uvarint(0)
+        tags9 += b"\x00"
         tags9 += uvarint(len(tagged10))
         tags9 += tagged10
         ntag8 += 1
-    if m.replica_state != _DEFAULT_ReplicaState:
+    if m.replica_state.replica_id != -1 or m.replica_state.replica_epoch != -1:
         tagged11 = bytearray()
         s12 = m.replica_state
         tagged11 += _ST7.pack(s12.replica_id, s12.replica_epoch)
         tagged11 += b"\x00"
-        tags9 += uvarint(1)
+        tags9 += b"\x01"
         tags9 += uvarint(len(tagged11))
         tags9 += tagged11
         ntag8 += 1
@@ -913,7 +924,10 @@ def _decode_request_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 for _ in range(n12):
                     v14, v15, v16, v17, v18, v19 = _ST5.unpack_from(buf, pos)
                     pos += 32
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x13 = FetchPartition(
                         v14,
                         v15,
@@ -925,7 +939,10 @@ def _decode_request_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                         9223372036854775807,
                     )
                     v11.append(x13)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = FetchTopic(v10, "", v11)
             v7.append(x9)
     n21, pos = read_compact_array_len(buf, pos)
@@ -945,7 +962,10 @@ def _decode_request_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 check_count(n25, 4, buf, pos)
                 v24 = list(struct.unpack_from(f">{n25}i", buf, pos))
                 pos += n25 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x22 = ForgottenTopic(v23, "", v24)
             v20.append(x22)
     v26, pos = read_compact_string(buf, pos)
@@ -969,7 +989,10 @@ def _decode_request_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
             elif tag30 == 1:
                 v33, v34 = _ST7.unpack_from(buf, pos)
                 pos += 12
-                pos = skip_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    pos = skip_tagged_fields(buf, pos)
                 v28 = ReplicaState(v33, v34)
                 if pos > end32:
                     raise truncated("tagged field", pos - end32, 0)
@@ -1007,7 +1030,7 @@ def _encode_request_v17(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -
             if x4.replica_directory_id != UUID_ZERO:
                 tagged7 = bytearray()
                 tagged7 += x4.replica_directory_id.bytes
-                tags6 += uvarint(0)
+                tags6 += b"\x00"
                 tags6 += uvarint(len(tagged7))
                 tags6 += tagged7
                 ntag5 += 1
@@ -1028,16 +1051,16 @@ def _encode_request_v17(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -
     if m.cluster_id is not None:
         tagged13 = bytearray()
         write_compact_nullable_string(tagged13, m.cluster_id)
-        tags12 += uvarint(0)
+        tags12 += b"\x00"
         tags12 += uvarint(len(tagged13))
         tags12 += tagged13
         ntag11 += 1
-    if m.replica_state != _DEFAULT_ReplicaState:
+    if m.replica_state.replica_id != -1 or m.replica_state.replica_epoch != -1:
         tagged14 = bytearray()
         s15 = m.replica_state
         tagged14 += _ST7.pack(s15.replica_id, s15.replica_epoch)
         tagged14 += b"\x00"
-        tags12 += uvarint(1)
+        tags12 += b"\x01"
         tags12 += uvarint(len(tagged14))
         tags12 += tagged14
         ntag11 += 1
@@ -1087,7 +1110,10 @@ def _decode_request_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                             pos = end24
                     x13 = FetchPartition(v14, v15, v16, v17, v18, v19, v20, 9223372036854775807)
                     v11.append(x13)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = FetchTopic(v10, "", v11)
             v7.append(x9)
     n26, pos = read_compact_array_len(buf, pos)
@@ -1107,7 +1133,10 @@ def _decode_request_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 check_count(n30, 4, buf, pos)
                 v29 = list(struct.unpack_from(f">{n30}i", buf, pos))
                 pos += n30 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x27 = ForgottenTopic(v28, "", v29)
             v25.append(x27)
     v31, pos = read_compact_string(buf, pos)
@@ -1131,7 +1160,10 @@ def _decode_request_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
             elif tag35 == 1:
                 v38, v39 = _ST7.unpack_from(buf, pos)
                 pos += 12
-                pos = skip_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    pos = skip_tagged_fields(buf, pos)
                 v33 = ReplicaState(v38, v39)
                 if pos > end37:
                     raise truncated("tagged field", pos - end37, 0)
@@ -1169,14 +1201,14 @@ def _encode_request_v18(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -
             if x4.replica_directory_id != UUID_ZERO:
                 tagged7 = bytearray()
                 tagged7 += x4.replica_directory_id.bytes
-                tags6 += uvarint(0)
+                tags6 += b"\x00"
                 tags6 += uvarint(len(tagged7))
                 tags6 += tagged7
                 ntag5 += 1
             if x4.high_watermark != 9223372036854775807:
                 tagged8 = bytearray()
                 tagged8 += _ST8.pack(x4.high_watermark)
-                tags6 += uvarint(1)
+                tags6 += b"\x01"
                 tags6 += uvarint(len(tagged8))
                 tags6 += tagged8
                 ntag5 += 1
@@ -1197,16 +1229,16 @@ def _encode_request_v18(m: FetchRequest, out: bytearray, chunks: list[Buffer]) -
     if m.cluster_id is not None:
         tagged14 = bytearray()
         write_compact_nullable_string(tagged14, m.cluster_id)
-        tags13 += uvarint(0)
+        tags13 += b"\x00"
         tags13 += uvarint(len(tagged14))
         tags13 += tagged14
         ntag12 += 1
-    if m.replica_state != _DEFAULT_ReplicaState:
+    if m.replica_state.replica_id != -1 or m.replica_state.replica_epoch != -1:
         tagged15 = bytearray()
         s16 = m.replica_state
         tagged15 += _ST7.pack(s16.replica_id, s16.replica_epoch)
         tagged15 += b"\x00"
-        tags13 += uvarint(1)
+        tags13 += b"\x01"
         tags13 += uvarint(len(tagged15))
         tags13 += tagged15
         ntag12 += 1
@@ -1262,7 +1294,10 @@ def _decode_request_v18(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                             pos = end25
                     x13 = FetchPartition(v14, v15, v16, v17, v18, v19, v20, v21)
                     v11.append(x13)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = FetchTopic(v10, "", v11)
             v7.append(x9)
     n27, pos = read_compact_array_len(buf, pos)
@@ -1282,7 +1317,10 @@ def _decode_request_v18(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
                 check_count(n31, 4, buf, pos)
                 v30 = list(struct.unpack_from(f">{n31}i", buf, pos))
                 pos += n31 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x28 = ForgottenTopic(v29, "", v30)
             v26.append(x28)
     v32, pos = read_compact_string(buf, pos)
@@ -1306,7 +1344,10 @@ def _decode_request_v18(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
             elif tag36 == 1:
                 v39, v40 = _ST7.unpack_from(buf, pos)
                 pos += 12
-                pos = skip_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    pos = skip_tagged_fields(buf, pos)
                 v34 = ReplicaState(v39, v40)
                 if pos > end38:
                     raise truncated("tagged field", pos - end38, 0)
@@ -1673,30 +1714,30 @@ def _encode_response_v12(m: FetchResponse, out: bytearray, chunks: list[Buffer])
             out = write_records(out, chunks, x4.records, True)
             ntag7 = 0
             tags8 = bytearray()
-            if x4.diverging_epoch != _DEFAULT_EpochEndOffset:
+            if x4.diverging_epoch.epoch != -1 or x4.diverging_epoch.end_offset != -1:
                 tagged9 = bytearray()
                 s10 = x4.diverging_epoch
                 tagged9 += _ST7.pack(s10.epoch, s10.end_offset)
                 tagged9 += b"\x00"
-                tags8 += uvarint(0)
+                tags8 += b"\x00"
                 tags8 += uvarint(len(tagged9))
                 tags8 += tagged9
                 ntag7 += 1
-            if x4.current_leader != _DEFAULT_LeaderIdAndEpoch:
+            if x4.current_leader.leader_id != -1 or x4.current_leader.leader_epoch != -1:
                 tagged11 = bytearray()
                 s12 = x4.current_leader
                 tagged11 += _ST14.pack(s12.leader_id, s12.leader_epoch)
                 tagged11 += b"\x00"
-                tags8 += uvarint(1)
+                tags8 += b"\x01"
                 tags8 += uvarint(len(tagged11))
                 tags8 += tagged11
                 ntag7 += 1
-            if x4.snapshot_id != _DEFAULT_SnapshotId:
+            if x4.snapshot_id.end_offset != -1 or x4.snapshot_id.epoch != -1:
                 tagged13 = bytearray()
                 s14 = x4.snapshot_id
                 tagged13 += _ST15.pack(s14.end_offset, s14.epoch)
                 tagged13 += b"\x00"
-                tags8 += uvarint(2)
+                tags8 += b"\x02"
                 tags8 += uvarint(len(tagged13))
                 tags8 += tagged13
                 ntag7 += 1
@@ -1739,7 +1780,10 @@ def _decode_response_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
                         for _ in range(n17):
                             v19, v20 = _ST11.unpack_from(buf, pos)
                             pos += 16
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x18 = AbortedTransaction(v19, v20)
                             v16.append(x18)
                     (v21,) = _ST9.unpack_from(buf, pos)
@@ -1762,31 +1806,46 @@ def _decode_response_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
                             if tag27 == 0:
                                 v30, v31 = _ST7.unpack_from(buf, pos)
                                 pos += 12
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v23 = EpochEndOffset(v30, v31)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             elif tag27 == 1:
                                 v32, v33 = _ST14.unpack_from(buf, pos)
                                 pos += 8
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v24 = LeaderIdAndEpoch(v32, v33)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             elif tag27 == 2:
                                 v34, v35 = _ST15.unpack_from(buf, pos)
                                 pos += 12
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v25 = SnapshotId(v34, v35)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             pos = end29
                     x10 = PartitionData(v11, v12, v13, v14, v15, v23, v24, v25, v16, v21, v22)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x6 = FetchableTopicResponse(UUID_ZERO, v7, v8)
             v4.append(x6)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = FetchResponse(v1, v2, v3, v4, [])
     return m, pos
 
@@ -1819,30 +1878,30 @@ def _encode_response_v13(m: FetchResponse, out: bytearray, chunks: list[Buffer])
             out = write_records(out, chunks, x4.records, True)
             ntag7 = 0
             tags8 = bytearray()
-            if x4.diverging_epoch != _DEFAULT_EpochEndOffset:
+            if x4.diverging_epoch.epoch != -1 or x4.diverging_epoch.end_offset != -1:
                 tagged9 = bytearray()
                 s10 = x4.diverging_epoch
                 tagged9 += _ST7.pack(s10.epoch, s10.end_offset)
                 tagged9 += b"\x00"
-                tags8 += uvarint(0)
+                tags8 += b"\x00"
                 tags8 += uvarint(len(tagged9))
                 tags8 += tagged9
                 ntag7 += 1
-            if x4.current_leader != _DEFAULT_LeaderIdAndEpoch:
+            if x4.current_leader.leader_id != -1 or x4.current_leader.leader_epoch != -1:
                 tagged11 = bytearray()
                 s12 = x4.current_leader
                 tagged11 += _ST14.pack(s12.leader_id, s12.leader_epoch)
                 tagged11 += b"\x00"
-                tags8 += uvarint(1)
+                tags8 += b"\x01"
                 tags8 += uvarint(len(tagged11))
                 tags8 += tagged11
                 ntag7 += 1
-            if x4.snapshot_id != _DEFAULT_SnapshotId:
+            if x4.snapshot_id.end_offset != -1 or x4.snapshot_id.epoch != -1:
                 tagged13 = bytearray()
                 s14 = x4.snapshot_id
                 tagged13 += _ST15.pack(s14.end_offset, s14.epoch)
                 tagged13 += b"\x00"
-                tags8 += uvarint(2)
+                tags8 += b"\x02"
                 tags8 += uvarint(len(tagged13))
                 tags8 += tagged13
                 ntag7 += 1
@@ -1885,7 +1944,10 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
                         for _ in range(n17):
                             v19, v20 = _ST11.unpack_from(buf, pos)
                             pos += 16
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x18 = AbortedTransaction(v19, v20)
                             v16.append(x18)
                     (v21,) = _ST9.unpack_from(buf, pos)
@@ -1908,31 +1970,46 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
                             if tag27 == 0:
                                 v30, v31 = _ST7.unpack_from(buf, pos)
                                 pos += 12
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v23 = EpochEndOffset(v30, v31)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             elif tag27 == 1:
                                 v32, v33 = _ST14.unpack_from(buf, pos)
                                 pos += 8
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v24 = LeaderIdAndEpoch(v32, v33)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             elif tag27 == 2:
                                 v34, v35 = _ST15.unpack_from(buf, pos)
                                 pos += 12
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v25 = SnapshotId(v34, v35)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             pos = end29
                     x10 = PartitionData(v11, v12, v13, v14, v15, v23, v24, v25, v16, v21, v22)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x6 = FetchableTopicResponse(v7, "", v8)
             v4.append(x6)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = FetchResponse(v1, v2, v3, v4, [])
     return m, pos
 
@@ -1965,30 +2042,30 @@ def _encode_response_v16(m: FetchResponse, out: bytearray, chunks: list[Buffer])
             out = write_records(out, chunks, x4.records, True)
             ntag7 = 0
             tags8 = bytearray()
-            if x4.diverging_epoch != _DEFAULT_EpochEndOffset:
+            if x4.diverging_epoch.epoch != -1 or x4.diverging_epoch.end_offset != -1:
                 tagged9 = bytearray()
                 s10 = x4.diverging_epoch
                 tagged9 += _ST7.pack(s10.epoch, s10.end_offset)
                 tagged9 += b"\x00"
-                tags8 += uvarint(0)
+                tags8 += b"\x00"
                 tags8 += uvarint(len(tagged9))
                 tags8 += tagged9
                 ntag7 += 1
-            if x4.current_leader != _DEFAULT_LeaderIdAndEpoch:
+            if x4.current_leader.leader_id != -1 or x4.current_leader.leader_epoch != -1:
                 tagged11 = bytearray()
                 s12 = x4.current_leader
                 tagged11 += _ST14.pack(s12.leader_id, s12.leader_epoch)
                 tagged11 += b"\x00"
-                tags8 += uvarint(1)
+                tags8 += b"\x01"
                 tags8 += uvarint(len(tagged11))
                 tags8 += tagged11
                 ntag7 += 1
-            if x4.snapshot_id != _DEFAULT_SnapshotId:
+            if x4.snapshot_id.end_offset != -1 or x4.snapshot_id.epoch != -1:
                 tagged13 = bytearray()
                 s14 = x4.snapshot_id
                 tagged13 += _ST15.pack(s14.end_offset, s14.epoch)
                 tagged13 += b"\x00"
-                tags8 += uvarint(2)
+                tags8 += b"\x02"
                 tags8 += uvarint(len(tagged13))
                 tags8 += tagged13
                 ntag7 += 1
@@ -2007,7 +2084,7 @@ def _encode_response_v16(m: FetchResponse, out: bytearray, chunks: list[Buffer])
             tagged17 += _ST9.pack(x19.port)
             write_compact_nullable_string(tagged17, x19.rack)
             tagged17 += b"\x00"
-        tags16 += uvarint(0)
+        tags16 += b"\x00"
         tags16 += uvarint(len(tagged17))
         tags16 += tagged17
         ntag15 += 1
@@ -2048,7 +2125,10 @@ def _decode_response_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
                         for _ in range(n17):
                             v19, v20 = _ST11.unpack_from(buf, pos)
                             pos += 16
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x18 = AbortedTransaction(v19, v20)
                             v16.append(x18)
                     (v21,) = _ST9.unpack_from(buf, pos)
@@ -2071,28 +2151,40 @@ def _decode_response_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
                             if tag27 == 0:
                                 v30, v31 = _ST7.unpack_from(buf, pos)
                                 pos += 12
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v23 = EpochEndOffset(v30, v31)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             elif tag27 == 1:
                                 v32, v33 = _ST14.unpack_from(buf, pos)
                                 pos += 8
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v24 = LeaderIdAndEpoch(v32, v33)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             elif tag27 == 2:
                                 v34, v35 = _ST15.unpack_from(buf, pos)
                                 pos += 12
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v25 = SnapshotId(v34, v35)
                                 if pos > end29:
                                     raise truncated("tagged field", pos - end29, 0)
                             pos = end29
                     x10 = PartitionData(v11, v12, v13, v14, v15, v23, v24, v25, v16, v21, v22)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x6 = FetchableTopicResponse(v7, "", v8)
             v4.append(x6)
     v36: list[NodeEndpoint] = []
@@ -2121,7 +2213,10 @@ def _decode_response_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
                         (v45,) = _ST9.unpack_from(buf, pos)
                         pos += 4
                         v46, pos = read_compact_nullable_string(buf, pos)
-                        pos = skip_tagged_fields(buf, pos)
+                        if buf[pos] == 0:
+                            pos += 1
+                        else:
+                            pos = skip_tagged_fields(buf, pos)
                         x42 = NodeEndpoint(v43, v44, v45, v46)
                         v36.append(x42)
                 if pos > end40:
@@ -2133,7 +2228,7 @@ def _decode_response_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
 
 SPEC = ApiSpec(
     api_key=1,
-    name='Fetch',
+    name="Fetch",
     min_version=4,
     max_version=18,
     flexible_min=12,

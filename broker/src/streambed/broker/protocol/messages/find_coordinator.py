@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   FindCoordinatorRequest.json, FindCoordinatorResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""FindCoordinator (API key 10): message classes and flat codecs for v0-v6."""
+"""FindCoordinator (API key 10): message classes and flat codecs, v0-v6."""
 
 from __future__ import annotations
 
@@ -116,7 +116,10 @@ def _decode_request_v3(buf: memoryview, pos: int) -> tuple[FindCoordinatorReques
     v1, pos = read_compact_string(buf, pos)
     (v2,) = _ST0.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = FindCoordinatorRequest(v1, v2, [])
     return m, pos
 
@@ -146,7 +149,10 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[FindCoordinatorReques
         for _ in range(n3):
             x4, pos = read_compact_string(buf, pos)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = FindCoordinatorRequest("", v1, v2)
     return m, pos
 
@@ -215,7 +221,10 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[FindCoordinatorRespo
     v5, pos = read_compact_string(buf, pos)
     (v6,) = _ST2.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = FindCoordinatorResponse(v1, [], v2, v3, v4, v5, v6)
     return m, pos
 
@@ -255,17 +264,23 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[FindCoordinatorRespo
             v8, v9 = _ST3.unpack_from(buf, pos)
             pos += 6
             v10, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = Coordinator(v5, v6, v7, v8, v9, v10)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = FindCoordinatorResponse(v1, v2, 0, None, 0, "", 0)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=10,
-    name='FindCoordinator',
+    name="FindCoordinator",
     min_version=0,
     max_version=6,
     flexible_min=3,

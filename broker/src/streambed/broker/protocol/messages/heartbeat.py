@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   HeartbeatRequest.json, HeartbeatResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""Heartbeat (API key 12): message classes and flat codecs for v0-v4."""
+"""Heartbeat (API key 12): message classes and flat codecs, v0-v4."""
 
 from __future__ import annotations
 
@@ -101,7 +101,10 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int
     pos += 4
     v3, pos = read_compact_string(buf, pos)
     v4, pos = read_compact_nullable_string(buf, pos)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = HeartbeatRequest(v1, v2, v3, v4)
     return m, pos
 
@@ -139,14 +142,17 @@ def _encode_response_v4(m: HeartbeatResponse, out: bytearray, chunks: list[Buffe
 def _decode_response_v4(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
     v1, v2 = _ST2.unpack_from(buf, pos)
     pos += 6
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = HeartbeatResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=12,
-    name='Heartbeat',
+    name="Heartbeat",
     min_version=0,
     max_version=4,
     flexible_min=4,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   IncrementalAlterConfigsRequest.json, IncrementalAlterConfigsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""IncrementalAlterConfigs (API key 44): message classes and flat codecs for v0-v1."""
+"""IncrementalAlterConfigs (API key 44): message classes and flat codecs, v0-v1."""
 
 from __future__ import annotations
 
@@ -185,15 +185,24 @@ def _decode_request_v1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfi
                     (v10,) = _ST0.unpack_from(buf, pos)
                     pos += 1
                     v11, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = AlterableConfig(v9, v10, v11)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = AlterConfigsResource(v4, v5, v6)
             v1.append(x3)
     (v12,) = _ST1.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = IncrementalAlterConfigsRequest(v1, v12)
     return m, pos
 
@@ -268,24 +277,30 @@ def _decode_response_v1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConf
             (v7,) = _ST0.unpack_from(buf, pos)
             pos += 1
             v8, pos = read_compact_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = AlterConfigsResourceResponse(v5, v6, v7, v8)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = IncrementalAlterConfigsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=44,
-    name='IncrementalAlterConfigs',
+    name="IncrementalAlterConfigs",
     min_version=0,
     max_version=1,
     flexible_min=1,
     request_class=IncrementalAlterConfigsRequest,
     response_class=IncrementalAlterConfigsResponse,
-    request_encoders=(_encode_request_v0, _encode_request_v1,),
-    request_decoders=(_decode_request_v0, _decode_request_v1,),
-    response_encoders=(_encode_response_v0, _encode_response_v1,),
-    response_decoders=(_decode_response_v0, _decode_response_v1,),
+    request_encoders=(_encode_request_v0, _encode_request_v1),
+    request_decoders=(_decode_request_v0, _decode_request_v1),
+    response_encoders=(_encode_response_v0, _encode_response_v1),
+    response_decoders=(_decode_response_v0, _decode_response_v1),
 )

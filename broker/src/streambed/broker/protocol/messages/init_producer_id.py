@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   InitProducerIdRequest.json, InitProducerIdResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""InitProducerId (API key 22): message classes and flat codecs for v0-v6."""
+"""InitProducerId (API key 22): message classes and flat codecs, v0-v6."""
 
 from __future__ import annotations
 
@@ -81,7 +81,10 @@ def _decode_request_v2(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest
     v1, pos = read_compact_nullable_string(buf, pos)
     (v2,) = _ST0.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = InitProducerIdRequest(v1, v2, -1, -1, False, False)
     return m, pos
 
@@ -97,7 +100,10 @@ def _decode_request_v3(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest
     v1, pos = read_compact_nullable_string(buf, pos)
     v2, v3, v4 = _ST1.unpack_from(buf, pos)
     pos += 14
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = InitProducerIdRequest(v1, v2, v3, v4, False, False)
     return m, pos
 
@@ -119,7 +125,10 @@ def _decode_request_v6(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest
     v1, pos = read_compact_nullable_string(buf, pos)
     v2, v3, v4, v5, v6 = _ST2.unpack_from(buf, pos)
     pos += 16
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = InitProducerIdRequest(v1, v2, v3, v4, v5, v6)
     return m, pos
 
@@ -149,7 +158,10 @@ def _encode_response_v2(
 def _decode_response_v2(buf: memoryview, pos: int) -> tuple[InitProducerIdResponse, int]:
     v1, v2, v3, v4 = _ST3.unpack_from(buf, pos)
     pos += 16
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = InitProducerIdResponse(v1, v2, v3, v4, -1, -1)
     return m, pos
 
@@ -172,14 +184,17 @@ def _encode_response_v6(
 def _decode_response_v6(buf: memoryview, pos: int) -> tuple[InitProducerIdResponse, int]:
     v1, v2, v3, v4, v5, v6 = _ST4.unpack_from(buf, pos)
     pos += 26
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = InitProducerIdResponse(v1, v2, v3, v4, v5, v6)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=22,
-    name='InitProducerId',
+    name="InitProducerId",
     min_version=0,
     max_version=6,
     flexible_min=2,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   JoinGroupRequest.json, JoinGroupResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""JoinGroup (API key 11): message classes and flat codecs for v0-v9."""
+"""JoinGroup (API key 11): message classes and flat codecs, v0-v9."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class JoinGroupRequestProtocol:
     """Nested struct of JoinGroup."""
 
     name: str = ""
-    metadata: bytes = b''
+    metadata: bytes = b""
 
 
 @dataclass(slots=True)
@@ -76,7 +76,7 @@ class JoinGroupResponseMember:
 
     member_id: str = ""
     group_instance_id: str | None = None
-    metadata: bytes = b''
+    metadata: bytes = b""
 
 
 @dataclass(slots=True)
@@ -234,10 +234,16 @@ def _decode_request_v6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int
         for _ in range(n8):
             v10, pos = read_compact_string(buf, pos)
             v11, pos = read_compact_bytes(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = JoinGroupRequestProtocol(v10, v11)
             v7.append(x9)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = JoinGroupRequest(v1, v2, v3, v4, v5, v6, v7, None)
     return m, pos
 
@@ -276,11 +282,17 @@ def _decode_request_v8(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int
         for _ in range(n8):
             v10, pos = read_compact_string(buf, pos)
             v11, pos = read_compact_bytes(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = JoinGroupRequestProtocol(v10, v11)
             v7.append(x9)
     v12, pos = read_compact_nullable_string(buf, pos)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = JoinGroupRequest(v1, v2, v3, v4, v5, v6, v7, v12)
     return m, pos
 
@@ -425,10 +437,16 @@ def _decode_response_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, i
             v10, pos = read_compact_string(buf, pos)
             v11, pos = read_compact_nullable_string(buf, pos)
             v12, pos = read_compact_bytes(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = JoinGroupResponseMember(v10, v11, v12)
             v7.append(x9)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = JoinGroupResponse(v1, v2, v3, None, v4, v5, False, v6, v7)
     return m, pos
 
@@ -468,10 +486,16 @@ def _decode_response_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, i
             v11, pos = read_compact_string(buf, pos)
             v12, pos = read_compact_nullable_string(buf, pos)
             v13, pos = read_compact_bytes(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x10 = JoinGroupResponseMember(v11, v12, v13)
             v8.append(x10)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = JoinGroupResponse(v1, v2, v3, v4, v5, v6, False, v7, v8)
     return m, pos
 
@@ -514,17 +538,23 @@ def _decode_response_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, i
             v12, pos = read_compact_string(buf, pos)
             v13, pos = read_compact_nullable_string(buf, pos)
             v14, pos = read_compact_bytes(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x11 = JoinGroupResponseMember(v12, v13, v14)
             v9.append(x11)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = JoinGroupResponse(v1, v2, v3, v4, v5, v6, v7, v8, v9)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=11,
-    name='JoinGroup',
+    name="JoinGroup",
     min_version=0,
     max_version=9,
     flexible_min=6,

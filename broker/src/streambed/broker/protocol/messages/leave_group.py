@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   LeaveGroupRequest.json, LeaveGroupResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""LeaveGroup (API key 13): message classes and flat codecs for v0-v5."""
+"""LeaveGroup (API key 13): message classes and flat codecs, v0-v5."""
 
 from __future__ import annotations
 
@@ -142,10 +142,16 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, in
         for _ in range(n3):
             v5, pos = read_compact_string(buf, pos)
             v6, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = MemberIdentity(v5, v6, None)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = LeaveGroupRequest(v1, v2, "")
     return m, pos
 
@@ -176,10 +182,16 @@ def _decode_request_v5(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, in
             v5, pos = read_compact_string(buf, pos)
             v6, pos = read_compact_nullable_string(buf, pos)
             v7, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = MemberIdentity(v5, v6, v7)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = LeaveGroupRequest(v1, v2, "")
     return m, pos
 
@@ -268,17 +280,23 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, 
             v7, pos = read_compact_nullable_string(buf, pos)
             (v8,) = _ST0.unpack_from(buf, pos)
             pos += 2
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = MemberResponse(v6, v7, v8)
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = LeaveGroupResponse(v1, v2, v3)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=13,
-    name='LeaveGroup',
+    name="LeaveGroup",
     min_version=0,
     max_version=5,
     flexible_min=4,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   ListGroupsRequest.json, ListGroupsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""ListGroups (API key 16): message classes and flat codecs for v0-v5."""
+"""ListGroups (API key 16): message classes and flat codecs, v0-v5."""
 
 from __future__ import annotations
 
@@ -64,8 +64,6 @@ class ListGroupsResponse:
 
 
 def _encode_request_v0(m: ListGroupsRequest, out: bytearray, chunks: list[Buffer]) -> bytearray:
-
-
     return out
 
 
@@ -80,7 +78,10 @@ def _encode_request_v3(m: ListGroupsRequest, out: bytearray, chunks: list[Buffer
 
 
 def _decode_request_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListGroupsRequest([], [])
     return m, pos
 
@@ -105,7 +106,10 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, in
         for _ in range(n2):
             x3, pos = read_compact_string(buf, pos)
             v1.append(x3)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListGroupsRequest(v1, [])
     return m, pos
 
@@ -144,7 +148,10 @@ def _decode_request_v5(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, in
         for _ in range(n5):
             x6, pos = read_compact_string(buf, pos)
             v4.append(x6)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListGroupsRequest(v1, v4)
     return m, pos
 
@@ -232,10 +239,16 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, 
         for _ in range(n4):
             v6, pos = read_compact_string(buf, pos)
             v7, pos = read_compact_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = ListedGroup(v6, v7, "", "")
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListGroupsResponse(v1, v2, v3)
     return m, pos
 
@@ -267,10 +280,16 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, 
             v6, pos = read_compact_string(buf, pos)
             v7, pos = read_compact_string(buf, pos)
             v8, pos = read_compact_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = ListedGroup(v6, v7, v8, "")
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListGroupsResponse(v1, v2, v3)
     return m, pos
 
@@ -304,17 +323,23 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, 
             v7, pos = read_compact_string(buf, pos)
             v8, pos = read_compact_string(buf, pos)
             v9, pos = read_compact_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = ListedGroup(v6, v7, v8, v9)
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListGroupsResponse(v1, v2, v3)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=16,
-    name='ListGroups',
+    name="ListGroups",
     min_version=0,
     max_version=5,
     flexible_min=3,

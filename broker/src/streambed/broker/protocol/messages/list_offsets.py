@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   ListOffsetsRequest.json, ListOffsetsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""ListOffsets (API key 2): message classes and flat codecs for v1-v11."""
+"""ListOffsets (API key 2): message classes and flat codecs, v1-v11."""
 
 from __future__ import annotations
 
@@ -264,13 +264,22 @@ def _decode_request_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, i
                 for _ in range(n8):
                     v10, v11, v12 = _ST3.unpack_from(buf, pos)
                     pos += 16
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x9 = ListOffsetsPartition(v10, v11, v12)
                     v7.append(x9)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = ListOffsetsTopic(v6, v7)
             v3.append(x5)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListOffsetsRequest(v1, v2, v3, 0)
     return m, pos
 
@@ -314,15 +323,24 @@ def _decode_request_v10(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, 
                 for _ in range(n8):
                     v10, v11, v12 = _ST3.unpack_from(buf, pos)
                     pos += 16
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x9 = ListOffsetsPartition(v10, v11, v12)
                     v7.append(x9)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x5 = ListOffsetsTopic(v6, v7)
             v3.append(x5)
     (v13,) = _ST0.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListOffsetsRequest(v1, v2, v3, v13)
     return m, pos
 
@@ -503,20 +521,29 @@ def _decode_response_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse,
                 for _ in range(n7):
                     v9, v10, v11, v12, v13 = _ST5.unpack_from(buf, pos)
                     pos += 26
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = ListOffsetsPartitionResponse(v9, v10, v11, v12, v13)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = ListOffsetsTopicResponse(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListOffsetsResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=2,
-    name='ListOffsets',
+    name="ListOffsets",
     min_version=1,
     max_version=11,
     flexible_min=6,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   ListPartitionReassignmentsRequest.json, ListPartitionReassignmentsResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""ListPartitionReassignments (API key 46): message classes and flat codecs for v0-v0."""
+"""ListPartitionReassignments (API key 46): message classes and flat codecs, v0-v0."""
 
 from __future__ import annotations
 
@@ -120,10 +120,16 @@ def _decode_request_v0(buf: memoryview, pos: int) -> tuple[ListPartitionReassign
                 check_count(n7, 4, buf, pos)
                 v6 = list(struct.unpack_from(f">{n7}i", buf, pos))
                 pos += n7 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = ListPartitionReassignmentsTopics(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListPartitionReassignmentsRequest(v1, v2)
     return m, pos
 
@@ -205,20 +211,29 @@ def _decode_response_v0(
                         check_count(n17, 4, buf, pos)
                         v16 = list(struct.unpack_from(f">{n17}i", buf, pos))
                         pos += n17 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x10 = OngoingPartitionReassignment(v11, v12, v14, v16)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x6 = OngoingTopicReassignment(v7, v8)
             v4.append(x6)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ListPartitionReassignmentsResponse(v1, v2, v3, v4)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=46,
-    name='ListPartitionReassignments',
+    name="ListPartitionReassignments",
     min_version=0,
     max_version=0,
     flexible_min=0,

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   MetadataRequest.json, MetadataResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""Metadata (API key 3): message classes and flat codecs for v0-v13."""
+"""Metadata (API key 3): message classes and flat codecs, v0-v13."""
 
 from __future__ import annotations
 
@@ -261,12 +261,18 @@ def _decode_request_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]
         v1 = []
         for _ in range(n2):
             v4, pos = read_compact_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = MetadataRequestTopic(UUID_ZERO, v4)
             v1.append(x3)
     v5, v6, v7 = _ST1.unpack_from(buf, pos)
     pos += 3
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataRequest(v1, v5, v6, v7)
     return m, pos
 
@@ -301,12 +307,18 @@ def _decode_request_v10(buf: memoryview, pos: int) -> tuple[MetadataRequest, int
         for _ in range(n2):
             v4, pos = read_uuid(buf, pos)
             v5, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = MetadataRequestTopic(v4, v5)
             v1.append(x3)
     v6, v7, v8 = _ST1.unpack_from(buf, pos)
     pos += 3
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataRequest(v1, v6, v7, v8)
     return m, pos
 
@@ -337,12 +349,18 @@ def _decode_request_v11(buf: memoryview, pos: int) -> tuple[MetadataRequest, int
         for _ in range(n2):
             v4, pos = read_uuid(buf, pos)
             v5, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = MetadataRequestTopic(v4, v5)
             v1.append(x3)
     v6, v7 = _ST2.unpack_from(buf, pos)
     pos += 2
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataRequest(v1, v6, False, v7)
     return m, pos
 
@@ -1114,7 +1132,10 @@ def _decode_response_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse, in
             (v7,) = _ST3.unpack_from(buf, pos)
             pos += 4
             v8, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = MetadataResponseBroker(v5, v6, v7, v8)
             v2.append(x4)
     v9, pos = read_compact_nullable_string(buf, pos)
@@ -1167,17 +1188,26 @@ def _decode_response_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse, in
                         check_count(n29, 4, buf, pos)
                         v28 = list(struct.unpack_from(f">{n29}i", buf, pos))
                         pos += n29 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x19 = MetadataResponsePartition(v20, v21, v22, v23, v24, v26, v28)
                     v17.append(x19)
             (v30,) = _ST3.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x13 = MetadataResponseTopic(v14, v15, UUID_ZERO, v16, v17, v30)
             v11.append(x13)
     (v31,) = _ST3.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataResponse(v1, v2, v9, v10, v11, 0, v31)
     return m, pos
 
@@ -1239,7 +1269,10 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
             (v7,) = _ST3.unpack_from(buf, pos)
             pos += 4
             v8, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = MetadataResponseBroker(v5, v6, v7, v8)
             v2.append(x4)
     v9, pos = read_compact_nullable_string(buf, pos)
@@ -1293,17 +1326,26 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
                         check_count(n30, 4, buf, pos)
                         v29 = list(struct.unpack_from(f">{n30}i", buf, pos))
                         pos += n30 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x20 = MetadataResponsePartition(v21, v22, v23, v24, v25, v27, v29)
                     v18.append(x20)
             (v31,) = _ST3.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x13 = MetadataResponseTopic(v14, v15, v16, v17, v18, v31)
             v11.append(x13)
     (v32,) = _ST3.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataResponse(v1, v2, v9, v10, v11, 0, v32)
     return m, pos
 
@@ -1364,7 +1406,10 @@ def _decode_response_v11(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
             (v7,) = _ST3.unpack_from(buf, pos)
             pos += 4
             v8, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = MetadataResponseBroker(v5, v6, v7, v8)
             v2.append(x4)
     v9, pos = read_compact_nullable_string(buf, pos)
@@ -1418,15 +1463,24 @@ def _decode_response_v11(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
                         check_count(n30, 4, buf, pos)
                         v29 = list(struct.unpack_from(f">{n30}i", buf, pos))
                         pos += n30 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x20 = MetadataResponsePartition(v21, v22, v23, v24, v25, v27, v29)
                     v18.append(x20)
             (v31,) = _ST3.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x13 = MetadataResponseTopic(v14, v15, v16, v17, v18, v31)
             v11.append(x13)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataResponse(v1, v2, v9, v10, v11, 0, -2147483648)
     return m, pos
 
@@ -1487,7 +1541,10 @@ def _decode_response_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
             (v7,) = _ST3.unpack_from(buf, pos)
             pos += 4
             v8, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = MetadataResponseBroker(v5, v6, v7, v8)
             v2.append(x4)
     v9, pos = read_compact_nullable_string(buf, pos)
@@ -1541,15 +1598,24 @@ def _decode_response_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
                         check_count(n30, 4, buf, pos)
                         v29 = list(struct.unpack_from(f">{n30}i", buf, pos))
                         pos += n30 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x20 = MetadataResponsePartition(v21, v22, v23, v24, v25, v27, v29)
                     v18.append(x20)
             (v31,) = _ST3.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x13 = MetadataResponseTopic(v14, v15, v16, v17, v18, v31)
             v11.append(x13)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataResponse(v1, v2, v9, v10, v11, 0, -2147483648)
     return m, pos
 
@@ -1611,7 +1677,10 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
             (v7,) = _ST3.unpack_from(buf, pos)
             pos += 4
             v8, pos = read_compact_nullable_string(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = MetadataResponseBroker(v5, v6, v7, v8)
             v2.append(x4)
     v9, pos = read_compact_nullable_string(buf, pos)
@@ -1665,24 +1734,33 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[MetadataResponse, i
                         check_count(n30, 4, buf, pos)
                         v29 = list(struct.unpack_from(f">{n30}i", buf, pos))
                         pos += n30 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x20 = MetadataResponsePartition(v21, v22, v23, v24, v25, v27, v29)
                     v18.append(x20)
             (v31,) = _ST3.unpack_from(buf, pos)
             pos += 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x13 = MetadataResponseTopic(v14, v15, v16, v17, v18, v31)
             v11.append(x13)
     (v32,) = _ST4.unpack_from(buf, pos)
     pos += 2
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = MetadataResponse(v1, v2, v9, v10, v11, v32, -2147483648)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=3,
-    name='Metadata',
+    name="Metadata",
     min_version=0,
     max_version=13,
     flexible_min=9,

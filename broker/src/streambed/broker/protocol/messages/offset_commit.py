@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   OffsetCommitRequest.json, OffsetCommitResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""OffsetCommit (API key 8): message classes and flat codecs for v2-v10."""
+"""OffsetCommit (API key 8): message classes and flat codecs, v2-v10."""
 
 from __future__ import annotations
 
@@ -352,13 +352,22 @@ def _decode_request_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, 
                     v12, v13, v14 = _ST3.unpack_from(buf, pos)
                     pos += 16
                     v15, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x11 = OffsetCommitRequestPartition(v12, v13, v14, v15)
                     v9.append(x11)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x7 = OffsetCommitRequestTopic(UUID_ZERO, v8, v9)
             v5.append(x7)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetCommitRequest(v1, v2, v3, v4, -1, v5)
     return m, pos
 
@@ -409,13 +418,22 @@ def _decode_request_v10(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest,
                     v12, v13, v14 = _ST3.unpack_from(buf, pos)
                     pos += 16
                     v15, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x11 = OffsetCommitRequestPartition(v12, v13, v14, v15)
                     v9.append(x11)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x7 = OffsetCommitRequestTopic(v8, "", v9)
             v5.append(x7)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetCommitRequest(v1, v2, v3, v4, -1, v5)
     return m, pos
 
@@ -541,13 +559,22 @@ def _decode_response_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse
                 for _ in range(n7):
                     v9, v10 = _ST4.unpack_from(buf, pos)
                     pos += 6
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = OffsetCommitResponsePartition(v9, v10)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetCommitResponseTopic(UUID_ZERO, v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetCommitResponse(v1, v2)
     return m, pos
 
@@ -592,20 +619,29 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[OffsetCommitRespons
                 for _ in range(n7):
                     v9, v10 = _ST4.unpack_from(buf, pos)
                     pos += 6
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = OffsetCommitResponsePartition(v9, v10)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetCommitResponseTopic(v5, "", v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetCommitResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=8,
-    name='OffsetCommit',
+    name="OffsetCommit",
     min_version=2,
     max_version=10,
     flexible_min=8,

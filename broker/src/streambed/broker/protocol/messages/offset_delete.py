@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   OffsetDeleteRequest.json, OffsetDeleteResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""OffsetDelete (API key 47): message classes and flat codecs for v0-v0."""
+"""OffsetDelete (API key 47): message classes and flat codecs, v0-v0."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def _decode_response_v0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponse
 
 SPEC = ApiSpec(
     api_key=47,
-    name='OffsetDelete',
+    name="OffsetDelete",
     min_version=0,
     max_version=0,
     flexible_min=None,

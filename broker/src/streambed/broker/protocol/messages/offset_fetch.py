@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   OffsetFetchRequest.json, OffsetFetchResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""OffsetFetch (API key 9): message classes and flat codecs for v1-v10."""
+"""OffsetFetch (API key 9): message classes and flat codecs, v1-v10."""
 
 from __future__ import annotations
 
@@ -262,10 +262,16 @@ def _decode_request_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, i
                 check_count(n7, 4, buf, pos)
                 v6 = list(struct.unpack_from(f">{n7}i", buf, pos))
                 pos += n7 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetFetchRequestTopic(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchRequest([], v1, v2, False)
     return m, pos
 
@@ -307,12 +313,18 @@ def _decode_request_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, i
                 check_count(n7, 4, buf, pos)
                 v6 = list(struct.unpack_from(f">{n7}i", buf, pos))
                 pos += n7 * 4
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetFetchRequestTopic(v5, v6)
             v2.append(x4)
     (v8,) = _ST0.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchRequest([], v1, v2, v8)
     return m, pos
 
@@ -366,15 +378,24 @@ def _decode_request_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, i
                         check_count(n10, 4, buf, pos)
                         v9 = list(struct.unpack_from(f">{n10}i", buf, pos))
                         pos += n10 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x7 = OffsetFetchRequestTopics(UUID_ZERO, v8, v9)
                     v5.append(x7)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = OffsetFetchRequestGroup(v4, None, -1, v5)
             v1.append(x3)
     (v11,) = _ST0.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchRequest(v1, "", None, v11)
     return m, pos
 
@@ -433,15 +454,24 @@ def _decode_request_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, i
                         check_count(n12, 4, buf, pos)
                         v11 = list(struct.unpack_from(f">{n12}i", buf, pos))
                         pos += n12 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x9 = OffsetFetchRequestTopics(UUID_ZERO, v10, v11)
                     v7.append(x9)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = OffsetFetchRequestGroup(v4, v5, v6, v7)
             v1.append(x3)
     (v13,) = _ST0.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchRequest(v1, "", None, v13)
     return m, pos
 
@@ -500,15 +530,24 @@ def _decode_request_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, 
                         check_count(n12, 4, buf, pos)
                         v11 = list(struct.unpack_from(f">{n12}i", buf, pos))
                         pos += n12 * 4
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x9 = OffsetFetchRequestTopics(v10, "", v11)
                     v7.append(x9)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = OffsetFetchRequestGroup(v4, v5, v6, v7)
             v1.append(x3)
     (v13,) = _ST0.unpack_from(buf, pos)
     pos += 1
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchRequest(v1, "", None, v13)
     return m, pos
 
@@ -752,15 +791,24 @@ def _decode_response_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse,
                     v12, pos = read_compact_nullable_string(buf, pos)
                     (v13,) = _ST3.unpack_from(buf, pos)
                     pos += 2
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = OffsetFetchResponsePartition(v9, v10, v11, v12, v13)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetFetchResponseTopic(v5, v6)
             v2.append(x4)
     (v14,) = _ST3.unpack_from(buf, pos)
     pos += 2
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchResponse(v1, [], v2, v14)
     return m, pos
 
@@ -823,18 +871,30 @@ def _decode_response_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse,
                             v16, pos = read_compact_nullable_string(buf, pos)
                             (v17,) = _ST3.unpack_from(buf, pos)
                             pos += 2
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x12 = OffsetFetchResponsePartitions(v13, v14, v15, v16, v17)
                             v10.append(x12)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = OffsetFetchResponseTopics(UUID_ZERO, v9, v10)
                     v6.append(x8)
             (v18,) = _ST3.unpack_from(buf, pos)
             pos += 2
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetFetchResponseGroup(v5, v6, v18)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchResponse(v1, v2, [], 0)
     return m, pos
 
@@ -897,25 +957,37 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse
                             v16, pos = read_compact_nullable_string(buf, pos)
                             (v17,) = _ST3.unpack_from(buf, pos)
                             pos += 2
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x12 = OffsetFetchResponsePartitions(v13, v14, v15, v16, v17)
                             v10.append(x12)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = OffsetFetchResponseTopics(v9, "", v10)
                     v6.append(x8)
             (v18,) = _ST3.unpack_from(buf, pos)
             pos += 2
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetFetchResponseGroup(v5, v6, v18)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetFetchResponse(v1, v2, [], 0)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=9,
-    name='OffsetFetch',
+    name="OffsetFetch",
     min_version=1,
     max_version=10,
     flexible_min=6,

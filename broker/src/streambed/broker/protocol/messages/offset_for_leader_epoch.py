@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   OffsetForLeaderEpochRequest.json, OffsetForLeaderEpochResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""OffsetForLeaderEpoch (API key 23): message classes and flat codecs for v2-v4."""
+"""OffsetForLeaderEpoch (API key 23): message classes and flat codecs, v2-v4."""
 
 from __future__ import annotations
 
@@ -218,13 +218,22 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochR
                 for _ in range(n7):
                     v9, v10, v11 = _ST0.unpack_from(buf, pos)
                     pos += 12
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = OffsetForLeaderPartition(v9, v10, v11)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetForLeaderTopic(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetForLeaderEpochRequest(v1, v2)
     return m, pos
 
@@ -314,27 +323,36 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpoch
                 for _ in range(n7):
                     v9, v10, v11, v12 = _ST2.unpack_from(buf, pos)
                     pos += 18
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = EpochEndOffset(v9, v10, v11, v12)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = OffsetForLeaderTopicResult(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = OffsetForLeaderEpochResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=23,
-    name='OffsetForLeaderEpoch',
+    name="OffsetForLeaderEpoch",
     min_version=2,
     max_version=4,
     flexible_min=4,
     request_class=OffsetForLeaderEpochRequest,
     response_class=OffsetForLeaderEpochResponse,
-    request_encoders=(_encode_request_v2, _encode_request_v3, _encode_request_v4,),
-    request_decoders=(_decode_request_v2, _decode_request_v3, _decode_request_v4,),
-    response_encoders=(_encode_response_v2, _encode_response_v2, _encode_response_v4,),
-    response_decoders=(_decode_response_v2, _decode_response_v2, _decode_response_v4,),
+    request_encoders=(_encode_request_v2, _encode_request_v3, _encode_request_v4),
+    request_decoders=(_decode_request_v2, _decode_request_v3, _decode_request_v4),
+    response_encoders=(_encode_response_v2, _encode_response_v2, _encode_response_v4),
+    response_decoders=(_decode_response_v2, _decode_response_v2, _decode_response_v4),
 )

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   ProduceRequest.json, ProduceResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""Produce (API key 0): message classes and flat codecs for v0-v13."""
+"""Produce (API key 0): message classes and flat codecs, v0-v13."""
 
 from __future__ import annotations
 
@@ -53,9 +53,10 @@ __all__ = [
 
 _ST0 = Struct(">hi")
 _ST1 = Struct(">i")
-_ST2 = Struct(">ihqq")
-_ST3 = Struct(">ihqqq")
-_ST4 = Struct(">ii")
+_ST2 = Struct(">ihq")
+_ST3 = Struct(">ihqq")
+_ST4 = Struct(">ihqqq")
+_ST5 = Struct(">ii")
 
 
 @dataclass(slots=True)
@@ -141,10 +142,6 @@ class ProduceResponse:
     responses: list[TopicProduceResponse] = field(default_factory=list)
     throttle_time_ms: int = 0
     node_endpoints: list[NodeEndpoint] = field(default_factory=list)
-
-
-# Tagged struct fields equal to these are left out of the encoding.
-_DEFAULT_LeaderIdAndEpoch = LeaderIdAndEpoch()
 
 
 def _encode_request_v0(m: ProduceRequest, out: bytearray, chunks: list[Buffer]) -> bytearray:
@@ -281,13 +278,22 @@ def _decode_request_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
                     (v11,) = _ST1.unpack_from(buf, pos)
                     pos += 4
                     v12, pos = read_compact_records(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x10 = PartitionProduceData(v11, v12)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x6 = TopicProduceData(UUID_ZERO, v7, v8)
             v4.append(x6)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ProduceRequest(v1, v2, v3, v4)
     return m, pos
 
@@ -334,13 +340,22 @@ def _decode_request_v13(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
                     (v11,) = _ST1.unpack_from(buf, pos)
                     pos += 4
                     v12, pos = read_compact_records(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x10 = PartitionProduceData(v11, v12)
                     v8.append(x10)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x6 = TopicProduceData(v7, "", v8)
             v4.append(x6)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ProduceRequest(v1, v2, v3, v4)
     return m, pos
 
@@ -353,7 +368,7 @@ def _encode_response_v0(m: ProduceResponse, out: bytearray, chunks: list[Buffer]
         a3 = x2.partition_responses
         out += I32.pack(len(a3))
         for x4 in a3:
-            out += _ST2.pack(x4.index, x4.error_code, x4.base_offset, x4.log_append_time_ms)
+            out += _ST2.pack(x4.index, x4.error_code, x4.base_offset)
     return out
 
 
@@ -372,21 +387,12 @@ def _decode_response_v0(buf: memoryview, pos: int) -> tuple[ProduceResponse, int
             if n6 < 0:
                 raise CorruptFrame("null array in non-nullable field partition_responses")
             else:
-                check_count(n6, 22, buf, pos)
+                check_count(n6, 14, buf, pos)
                 v5 = []
                 for _ in range(n6):
-                    v8, v9, v10, v11 = _ST2.unpack_from(buf, pos)
-                    pos += 22
-                    x7 = PartitionProduceResponse(
-                        v8,
-                        v9,
-                        v10,
-                        v11,
-                        -1,
-                        [],
-                        None,
-                        LeaderIdAndEpoch(),
-                    )
+                    v8, v9, v10 = _ST2.unpack_from(buf, pos)
+                    pos += 14
+                    x7 = PartitionProduceResponse(v8, v9, v10, -1, -1, [], None, LeaderIdAndEpoch())
                     v5.append(x7)
             x3 = TopicProduceResponse(UUID_ZERO, v4, v5)
             v1.append(x3)
@@ -402,7 +408,7 @@ def _encode_response_v1(m: ProduceResponse, out: bytearray, chunks: list[Buffer]
         a3 = x2.partition_responses
         out += I32.pack(len(a3))
         for x4 in a3:
-            out += _ST2.pack(x4.index, x4.error_code, x4.base_offset, x4.log_append_time_ms)
+            out += _ST2.pack(x4.index, x4.error_code, x4.base_offset)
     out += _ST1.pack(m.throttle_time_ms)
     return out
 
@@ -422,10 +428,53 @@ def _decode_response_v1(buf: memoryview, pos: int) -> tuple[ProduceResponse, int
             if n6 < 0:
                 raise CorruptFrame("null array in non-nullable field partition_responses")
             else:
+                check_count(n6, 14, buf, pos)
+                v5 = []
+                for _ in range(n6):
+                    v8, v9, v10 = _ST2.unpack_from(buf, pos)
+                    pos += 14
+                    x7 = PartitionProduceResponse(v8, v9, v10, -1, -1, [], None, LeaderIdAndEpoch())
+                    v5.append(x7)
+            x3 = TopicProduceResponse(UUID_ZERO, v4, v5)
+            v1.append(x3)
+    (v11,) = _ST1.unpack_from(buf, pos)
+    pos += 4
+    m = ProduceResponse(v1, v11, [])
+    return m, pos
+
+
+def _encode_response_v2(m: ProduceResponse, out: bytearray, chunks: list[Buffer]) -> bytearray:
+    a1 = m.responses
+    out += I32.pack(len(a1))
+    for x2 in a1:
+        write_string(out, x2.name)
+        a3 = x2.partition_responses
+        out += I32.pack(len(a3))
+        for x4 in a3:
+            out += _ST3.pack(x4.index, x4.error_code, x4.base_offset, x4.log_append_time_ms)
+    out += _ST1.pack(m.throttle_time_ms)
+    return out
+
+
+def _decode_response_v2(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
+    n2, pos = read_legacy_array_len(buf, pos)
+    v1: list[TopicProduceResponse]
+    if n2 < 0:
+        raise CorruptFrame("null array in non-nullable field responses")
+    else:
+        check_count(n2, 6, buf, pos)
+        v1 = []
+        for _ in range(n2):
+            v4, pos = read_string(buf, pos)
+            n6, pos = read_legacy_array_len(buf, pos)
+            v5: list[PartitionProduceResponse]
+            if n6 < 0:
+                raise CorruptFrame("null array in non-nullable field partition_responses")
+            else:
                 check_count(n6, 22, buf, pos)
                 v5 = []
                 for _ in range(n6):
-                    v8, v9, v10, v11 = _ST2.unpack_from(buf, pos)
+                    v8, v9, v10, v11 = _ST3.unpack_from(buf, pos)
                     pos += 22
                     x7 = PartitionProduceResponse(
                         v8,
@@ -454,7 +503,7 @@ def _encode_response_v5(m: ProduceResponse, out: bytearray, chunks: list[Buffer]
         a3 = x2.partition_responses
         out += I32.pack(len(a3))
         for x4 in a3:
-            out += _ST3.pack(
+            out += _ST4.pack(
                 x4.index,
                 x4.error_code,
                 x4.base_offset,
@@ -483,7 +532,7 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse, int
                 check_count(n6, 30, buf, pos)
                 v5 = []
                 for _ in range(n6):
-                    v8, v9, v10, v11, v12 = _ST3.unpack_from(buf, pos)
+                    v8, v9, v10, v11, v12 = _ST4.unpack_from(buf, pos)
                     pos += 30
                     x7 = PartitionProduceResponse(
                         v8,
@@ -512,7 +561,7 @@ def _encode_response_v8(m: ProduceResponse, out: bytearray, chunks: list[Buffer]
         a3 = x2.partition_responses
         out += I32.pack(len(a3))
         for x4 in a3:
-            out += _ST3.pack(
+            out += _ST4.pack(
                 x4.index,
                 x4.error_code,
                 x4.base_offset,
@@ -547,7 +596,7 @@ def _decode_response_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse, int
                 check_count(n6, 36, buf, pos)
                 v5 = []
                 for _ in range(n6):
-                    v8, v9, v10, v11, v12 = _ST3.unpack_from(buf, pos)
+                    v8, v9, v10, v11, v12 = _ST4.unpack_from(buf, pos)
                     pos += 30
                     n14, pos = read_legacy_array_len(buf, pos)
                     v13: list[BatchIndexAndErrorMessage]
@@ -590,7 +639,7 @@ def _encode_response_v9(m: ProduceResponse, out: bytearray, chunks: list[Buffer]
         a3 = x2.partition_responses
         out += uvarint(len(a3) + 1)
         for x4 in a3:
-            out += _ST3.pack(
+            out += _ST4.pack(
                 x4.index,
                 x4.error_code,
                 x4.base_offset,
@@ -629,7 +678,7 @@ def _decode_response_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, int
                 check_count(n6, 33, buf, pos)
                 v5 = []
                 for _ in range(n6):
-                    v8, v9, v10, v11, v12 = _ST3.unpack_from(buf, pos)
+                    v8, v9, v10, v11, v12 = _ST4.unpack_from(buf, pos)
                     pos += 30
                     n14, pos = read_compact_array_len(buf, pos)
                     v13: list[BatchIndexAndErrorMessage]
@@ -642,11 +691,17 @@ def _decode_response_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, int
                             (v16,) = _ST1.unpack_from(buf, pos)
                             pos += 4
                             v17, pos = read_compact_nullable_string(buf, pos)
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x15 = BatchIndexAndErrorMessage(v16, v17)
                             v13.append(x15)
                     v18, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x7 = PartitionProduceResponse(
                         v8,
                         v9,
@@ -658,12 +713,18 @@ def _decode_response_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, int
                         LeaderIdAndEpoch(),
                     )
                     v5.append(x7)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = TopicProduceResponse(UUID_ZERO, v4, v5)
             v1.append(x3)
     (v19,) = _ST1.unpack_from(buf, pos)
     pos += 4
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = ProduceResponse(v1, v19, [])
     return m, pos
 
@@ -676,7 +737,7 @@ def _encode_response_v10(m: ProduceResponse, out: bytearray, chunks: list[Buffer
         a3 = x2.partition_responses
         out += uvarint(len(a3) + 1)
         for x4 in a3:
-            out += _ST3.pack(
+            out += _ST4.pack(
                 x4.index,
                 x4.error_code,
                 x4.base_offset,
@@ -692,12 +753,12 @@ def _encode_response_v10(m: ProduceResponse, out: bytearray, chunks: list[Buffer
             write_compact_nullable_string(out, x4.error_message)
             ntag7 = 0
             tags8 = bytearray()
-            if x4.current_leader != _DEFAULT_LeaderIdAndEpoch:
+            if x4.current_leader.leader_id != -1 or x4.current_leader.leader_epoch != -1:
                 tagged9 = bytearray()
                 s10 = x4.current_leader
-                tagged9 += _ST4.pack(s10.leader_id, s10.leader_epoch)
+                tagged9 += _ST5.pack(s10.leader_id, s10.leader_epoch)
                 tagged9 += b"\x00"
-                tags8 += uvarint(0)
+                tags8 += b"\x00"
                 tags8 += uvarint(len(tagged9))
                 tags8 += tagged9
                 ntag7 += 1
@@ -717,7 +778,7 @@ def _encode_response_v10(m: ProduceResponse, out: bytearray, chunks: list[Buffer
             tagged13 += _ST1.pack(x15.port)
             write_compact_nullable_string(tagged13, x15.rack)
             tagged13 += b"\x00"
-        tags12 += uvarint(0)
+        tags12 += b"\x00"
         tags12 += uvarint(len(tagged13))
         tags12 += tagged13
         ntag11 += 1
@@ -744,7 +805,7 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                 check_count(n6, 33, buf, pos)
                 v5 = []
                 for _ in range(n6):
-                    v8, v9, v10, v11, v12 = _ST3.unpack_from(buf, pos)
+                    v8, v9, v10, v11, v12 = _ST4.unpack_from(buf, pos)
                     pos += 30
                     n14, pos = read_compact_array_len(buf, pos)
                     v13: list[BatchIndexAndErrorMessage]
@@ -757,7 +818,10 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                             (v16,) = _ST1.unpack_from(buf, pos)
                             pos += 4
                             v17, pos = read_compact_nullable_string(buf, pos)
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x15 = BatchIndexAndErrorMessage(v16, v17)
                             v13.append(x15)
                     v18, pos = read_compact_nullable_string(buf, pos)
@@ -774,16 +838,22 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                             if end23 > len(buf):
                                 raise truncated("tagged field", size22, len(buf) - pos)
                             if tag21 == 0:
-                                v24, v25 = _ST4.unpack_from(buf, pos)
+                                v24, v25 = _ST5.unpack_from(buf, pos)
                                 pos += 8
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v19 = LeaderIdAndEpoch(v24, v25)
                                 if pos > end23:
                                     raise truncated("tagged field", pos - end23, 0)
                             pos = end23
                     x7 = PartitionProduceResponse(v8, v9, v10, v11, v12, v13, v18, v19)
                     v5.append(x7)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = TopicProduceResponse(UUID_ZERO, v4, v5)
             v1.append(x3)
     (v26,) = _ST1.unpack_from(buf, pos)
@@ -814,7 +884,10 @@ def _decode_response_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                         (v36,) = _ST1.unpack_from(buf, pos)
                         pos += 4
                         v37, pos = read_compact_nullable_string(buf, pos)
-                        pos = skip_tagged_fields(buf, pos)
+                        if buf[pos] == 0:
+                            pos += 1
+                        else:
+                            pos = skip_tagged_fields(buf, pos)
                         x33 = NodeEndpoint(v34, v35, v36, v37)
                         v27.append(x33)
                 if pos > end31:
@@ -832,7 +905,7 @@ def _encode_response_v13(m: ProduceResponse, out: bytearray, chunks: list[Buffer
         a3 = x2.partition_responses
         out += uvarint(len(a3) + 1)
         for x4 in a3:
-            out += _ST3.pack(
+            out += _ST4.pack(
                 x4.index,
                 x4.error_code,
                 x4.base_offset,
@@ -848,12 +921,12 @@ def _encode_response_v13(m: ProduceResponse, out: bytearray, chunks: list[Buffer
             write_compact_nullable_string(out, x4.error_message)
             ntag7 = 0
             tags8 = bytearray()
-            if x4.current_leader != _DEFAULT_LeaderIdAndEpoch:
+            if x4.current_leader.leader_id != -1 or x4.current_leader.leader_epoch != -1:
                 tagged9 = bytearray()
                 s10 = x4.current_leader
-                tagged9 += _ST4.pack(s10.leader_id, s10.leader_epoch)
+                tagged9 += _ST5.pack(s10.leader_id, s10.leader_epoch)
                 tagged9 += b"\x00"
-                tags8 += uvarint(0)
+                tags8 += b"\x00"
                 tags8 += uvarint(len(tagged9))
                 tags8 += tagged9
                 ntag7 += 1
@@ -873,7 +946,7 @@ def _encode_response_v13(m: ProduceResponse, out: bytearray, chunks: list[Buffer
             tagged13 += _ST1.pack(x15.port)
             write_compact_nullable_string(tagged13, x15.rack)
             tagged13 += b"\x00"
-        tags12 += uvarint(0)
+        tags12 += b"\x00"
         tags12 += uvarint(len(tagged13))
         tags12 += tagged13
         ntag11 += 1
@@ -900,7 +973,7 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                 check_count(n6, 33, buf, pos)
                 v5 = []
                 for _ in range(n6):
-                    v8, v9, v10, v11, v12 = _ST3.unpack_from(buf, pos)
+                    v8, v9, v10, v11, v12 = _ST4.unpack_from(buf, pos)
                     pos += 30
                     n14, pos = read_compact_array_len(buf, pos)
                     v13: list[BatchIndexAndErrorMessage]
@@ -913,7 +986,10 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                             (v16,) = _ST1.unpack_from(buf, pos)
                             pos += 4
                             v17, pos = read_compact_nullable_string(buf, pos)
-                            pos = skip_tagged_fields(buf, pos)
+                            if buf[pos] == 0:
+                                pos += 1
+                            else:
+                                pos = skip_tagged_fields(buf, pos)
                             x15 = BatchIndexAndErrorMessage(v16, v17)
                             v13.append(x15)
                     v18, pos = read_compact_nullable_string(buf, pos)
@@ -930,16 +1006,22 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                             if end23 > len(buf):
                                 raise truncated("tagged field", size22, len(buf) - pos)
                             if tag21 == 0:
-                                v24, v25 = _ST4.unpack_from(buf, pos)
+                                v24, v25 = _ST5.unpack_from(buf, pos)
                                 pos += 8
-                                pos = skip_tagged_fields(buf, pos)
+                                if buf[pos] == 0:
+                                    pos += 1
+                                else:
+                                    pos = skip_tagged_fields(buf, pos)
                                 v19 = LeaderIdAndEpoch(v24, v25)
                                 if pos > end23:
                                     raise truncated("tagged field", pos - end23, 0)
                             pos = end23
                     x7 = PartitionProduceResponse(v8, v9, v10, v11, v12, v13, v18, v19)
                     v5.append(x7)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x3 = TopicProduceResponse(v4, "", v5)
             v1.append(x3)
     (v26,) = _ST1.unpack_from(buf, pos)
@@ -970,7 +1052,10 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
                         (v36,) = _ST1.unpack_from(buf, pos)
                         pos += 4
                         v37, pos = read_compact_nullable_string(buf, pos)
-                        pos = skip_tagged_fields(buf, pos)
+                        if buf[pos] == 0:
+                            pos += 1
+                        else:
+                            pos = skip_tagged_fields(buf, pos)
                         x33 = NodeEndpoint(v34, v35, v36, v37)
                         v27.append(x33)
                 if pos > end31:
@@ -982,7 +1067,7 @@ def _decode_response_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
 
 SPEC = ApiSpec(
     api_key=0,
-    name='Produce',
+    name="Produce",
     min_version=0,
     max_version=13,
     flexible_min=9,
@@ -1023,9 +1108,9 @@ SPEC = ApiSpec(
     response_encoders=(
         _encode_response_v0,
         _encode_response_v1,
-        _encode_response_v1,
-        _encode_response_v1,
-        _encode_response_v1,
+        _encode_response_v2,
+        _encode_response_v2,
+        _encode_response_v2,
         _encode_response_v5,
         _encode_response_v5,
         _encode_response_v5,
@@ -1039,9 +1124,9 @@ SPEC = ApiSpec(
     response_decoders=(
         _decode_response_v0,
         _decode_response_v1,
-        _decode_response_v1,
-        _decode_response_v1,
-        _decode_response_v1,
+        _decode_response_v2,
+        _decode_response_v2,
+        _decode_response_v2,
         _decode_response_v5,
         _decode_response_v5,
         _decode_response_v5,

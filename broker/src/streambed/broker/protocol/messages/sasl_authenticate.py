@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   SaslAuthenticateRequest.json, SaslAuthenticateResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""SaslAuthenticate (API key 36): message classes and flat codecs for v0-v2."""
+"""SaslAuthenticate (API key 36): message classes and flat codecs, v0-v2."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ _ST1 = Struct(">q")
 class SaslAuthenticateRequest:
     """SaslAuthenticate request (API key 36), versions 0-2."""
 
-    auth_bytes: bytes = b''
+    auth_bytes: bytes = b""
 
 
 @dataclass(slots=True)
@@ -46,7 +46,7 @@ class SaslAuthenticateResponse:
 
     error_code: int = 0
     error_message: str | None = None
-    auth_bytes: bytes = b''
+    auth_bytes: bytes = b""
     session_lifetime_ms: int = 0
 
 
@@ -73,7 +73,10 @@ def _encode_request_v2(
 
 def _decode_request_v2(buf: memoryview, pos: int) -> tuple[SaslAuthenticateRequest, int]:
     v1, pos = read_compact_bytes(buf, pos)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = SaslAuthenticateRequest(v1)
     return m, pos
 
@@ -135,21 +138,24 @@ def _decode_response_v2(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResp
     v3, pos = read_compact_bytes(buf, pos)
     (v4,) = _ST1.unpack_from(buf, pos)
     pos += 8
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = SaslAuthenticateResponse(v1, v2, v3, v4)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=36,
-    name='SaslAuthenticate',
+    name="SaslAuthenticate",
     min_version=0,
     max_version=2,
     flexible_min=2,
     request_class=SaslAuthenticateRequest,
     response_class=SaslAuthenticateResponse,
-    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2,),
-    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2,),
-    response_encoders=(_encode_response_v0, _encode_response_v1, _encode_response_v2,),
-    response_decoders=(_decode_response_v0, _decode_response_v1, _decode_response_v2,),
+    request_encoders=(_encode_request_v0, _encode_request_v0, _encode_request_v2),
+    request_decoders=(_decode_request_v0, _decode_request_v0, _decode_request_v2),
+    response_encoders=(_encode_response_v0, _encode_response_v1, _encode_response_v2),
+    response_decoders=(_decode_response_v0, _decode_response_v1, _decode_response_v2),
 )

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   SaslHandshakeRequest.json, SaslHandshakeResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""SaslHandshake (API key 17): message classes and flat codecs for v0-v1."""
+"""SaslHandshake (API key 17): message classes and flat codecs, v0-v1."""
 
 from __future__ import annotations
 
@@ -85,14 +85,14 @@ def _decode_response_v0(buf: memoryview, pos: int) -> tuple[SaslHandshakeRespons
 
 SPEC = ApiSpec(
     api_key=17,
-    name='SaslHandshake',
+    name="SaslHandshake",
     min_version=0,
     max_version=1,
     flexible_min=None,
     request_class=SaslHandshakeRequest,
     response_class=SaslHandshakeResponse,
-    request_encoders=(_encode_request_v0, _encode_request_v0,),
-    request_decoders=(_decode_request_v0, _decode_request_v0,),
-    response_encoders=(_encode_response_v0, _encode_response_v0,),
-    response_decoders=(_decode_response_v0, _decode_response_v0,),
+    request_encoders=(_encode_request_v0, _encode_request_v0),
+    request_decoders=(_decode_request_v0, _decode_request_v0),
+    response_encoders=(_encode_response_v0, _encode_response_v0),
+    response_decoders=(_decode_response_v0, _decode_response_v0),
 )

@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   SyncGroupRequest.json, SyncGroupResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""SyncGroup (API key 14): message classes and flat codecs for v0-v5."""
+"""SyncGroup (API key 14): message classes and flat codecs, v0-v5."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class SyncGroupRequestAssignment:
     """Nested struct of SyncGroup."""
 
     member_id: str = ""
-    assignment: bytes = b''
+    assignment: bytes = b""
 
 
 @dataclass(slots=True)
@@ -74,7 +74,7 @@ class SyncGroupResponse:
     error_code: int = 0
     protocol_type: str | None = None
     protocol_name: str | None = None
-    assignment: bytes = b''
+    assignment: bytes = b""
 
 
 def _encode_request_v0(m: SyncGroupRequest, out: bytearray, chunks: list[Buffer]) -> bytearray:
@@ -176,10 +176,16 @@ def _decode_request_v4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int
         for _ in range(n6):
             v8, pos = read_compact_string(buf, pos)
             v9, pos = read_compact_bytes(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x7 = SyncGroupRequestAssignment(v8, v9)
             v5.append(x7)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = SyncGroupRequest(v1, v2, v3, v4, None, None, v5)
     return m, pos
 
@@ -219,10 +225,16 @@ def _decode_request_v5(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int
         for _ in range(n8):
             v10, pos = read_compact_string(buf, pos)
             v11, pos = read_compact_bytes(buf, pos)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x9 = SyncGroupRequestAssignment(v10, v11)
             v7.append(x9)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = SyncGroupRequest(v1, v2, v3, v4, v5, v6, v7)
     return m, pos
 
@@ -266,7 +278,10 @@ def _decode_response_v4(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, i
     v1, v2 = _ST2.unpack_from(buf, pos)
     pos += 6
     v3, pos = read_compact_bytes(buf, pos)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = SyncGroupResponse(v1, v2, None, None, v3)
     return m, pos
 
@@ -286,14 +301,17 @@ def _decode_response_v5(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, i
     v3, pos = read_compact_nullable_string(buf, pos)
     v4, pos = read_compact_nullable_string(buf, pos)
     v5, pos = read_compact_bytes(buf, pos)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = SyncGroupResponse(v1, v2, v3, v4, v5)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=14,
-    name='SyncGroup',
+    name="SyncGroup",
     min_version=0,
     max_version=5,
     flexible_min=4,

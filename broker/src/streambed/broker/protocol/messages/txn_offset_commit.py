@@ -2,7 +2,7 @@
 # from Apache Kafka's clients/src/main/resources/common/message/:
 #   TxnOffsetCommitRequest.json, TxnOffsetCommitResponse.json
 # Do not edit: run `python broker/tools/gen_protocol.py` to regenerate.
-"""TxnOffsetCommit (API key 28): message classes and flat codecs for v0-v5."""
+"""TxnOffsetCommit (API key 28): message classes and flat codecs, v0-v5."""
 
 from __future__ import annotations
 
@@ -255,13 +255,22 @@ def _decode_request_v3(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitReques
                     v15, v16, v17 = _ST2.unpack_from(buf, pos)
                     pos += 16
                     v18, pos = read_compact_nullable_string(buf, pos)
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x14 = TxnOffsetCommitRequestPartition(v15, v16, v17, v18)
                     v12.append(x14)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x10 = TxnOffsetCommitRequestTopic(v11, v12)
             v8.append(x10)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = TxnOffsetCommitRequest(v1, v2, v3, v4, v5, v6, v7, v8)
     return m, pos
 
@@ -351,20 +360,29 @@ def _decode_response_v3(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRespo
                 for _ in range(n7):
                     v9, v10 = _ST5.unpack_from(buf, pos)
                     pos += 6
-                    pos = skip_tagged_fields(buf, pos)
+                    if buf[pos] == 0:
+                        pos += 1
+                    else:
+                        pos = skip_tagged_fields(buf, pos)
                     x8 = TxnOffsetCommitResponsePartition(v9, v10)
                     v6.append(x8)
-            pos = skip_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                pos = skip_tagged_fields(buf, pos)
             x4 = TxnOffsetCommitResponseTopic(v5, v6)
             v2.append(x4)
-    pos = skip_tagged_fields(buf, pos)
+    if buf[pos] == 0:
+        pos += 1
+    else:
+        pos = skip_tagged_fields(buf, pos)
     m = TxnOffsetCommitResponse(v1, v2)
     return m, pos
 
 
 SPEC = ApiSpec(
     api_key=28,
-    name='TxnOffsetCommit',
+    name="TxnOffsetCommit",
     min_version=0,
     max_version=5,
     flexible_min=3,
