@@ -98,6 +98,10 @@ class Broker:
             log.info("listening on %s (%s)", listener, bound)
         self.host.broker_started(self.info)
         log.info("broker %d started", settings.node_id)
+        log.warning(
+            "the Kafka request handlers are not implemented yet: client connections are accepted "
+            "and closed (see the broker issue)"
+        )
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
