@@ -42,6 +42,7 @@ KNOWN_PLUGINS: dict[tuple[Kind, str], str] = {
     ("objects", "s3"): "streambed-object-minio",
     ("objects", "minio"): "streambed-object-minio",
     ("objects", "hdfs"): "streambed-object-hdfs",
+    ("objects", "fsspec"): "streambed-object-hdfs",
 }
 """Type names served by first-party plugins, so an unknown type can say what to install."""
 

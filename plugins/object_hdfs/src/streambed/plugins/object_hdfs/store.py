@@ -1,230 +1,460 @@
-"""Object store over an fsspec filesystem (HDFS through hdfs-native, or any fsspec URL).
+"""An object store over a filesystem: HDFS through hdfs-native, or any fsspec URL.
 
-Objects are committed atomically: a put writes ``<root>/.tmp/<random>`` and renames it into place.
-On HDFS a rename without overwrite fails when the target exists, atomically, in the NameNode, so
-the ``hdfs`` store advertises conditional puts; other filesystems do not. Every call runs in a worker
-thread bounded by ``timeout_s`` (hdfs-native would otherwise retry for minutes against a dead
-NameNode) and filesystem errors are translated into the core error taxonomy.
+Key ``a/b/c`` is the file ``<root>/a/b/c``. A put writes ``<root>/.tmp/<millis>-<random>`` and then
+renames it into place, so a reader sees all of an object or none of it. How the rename is done
+depends on the filesystem:
+
+- HDFS: the NameNode's rename2. Without OVERWRITE it fails atomically when the target exists, so of
+  several racing conditional puts exactly one wins (checked on the real server by a start-up probe);
+  with OVERWRITE it replaces the target atomically.
+- Local directory (``file://``): ``os.replace``, or ``os.link`` for a conditional put (fails when the
+  target exists); file and directory are fsynced, as by the built-in ``file`` store.
+- Anything else: fsspec's ``mv``. No conditional puts.
+
+Every filesystem call runs in the store's own threads (hdfs-native's Python client blocks) and is
+bounded by ``timeout_s`` (plus ``timeout_per_mib_s`` per MiB moved): hdfs-native applies no timeout
+to a NameNode that accepted the connection and went silent. A call that timed out is reported as
+:class:`Unavailable` but may still complete later: a put whose outcome is unknown must be retried
+(the engine writes each object under a new key, so a late rename is harmless).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlparse
 
-import fsspec
-
-from streambed.core.errors import ConditionFailed, NotFound, StreambedError, Unavailable
+from streambed.core.errors import Closed, NotFound, StreambedError, Unavailable
 from streambed.core.objects.api import Buffers, Capabilities, ListPage, ObjectInfo
+from streambed.plugins.object_hdfs._errors import (
+    KeyConflict,
+    java_class,
+    path_through_file,
+    translate,
+)
+from streambed.plugins.object_hdfs._workers import Workers
+from streambed.plugins.object_hdfs.options import FsspecOptions, HdfsOptions, StoreOptions
 
-__all__ = ["FsspecObjectStore", "open_store"]
+__all__ = ["FsspecObjectStore", "open_fsspec", "open_hdfs"]
 
 T = TypeVar("T")
-log = logging.getLogger("streambed.objects.fsspec")
+Kind = Literal["hdfs", "local", "generic"]
+log = logging.getLogger("streambed.objects.hdfs")
+
 _TMP = ".tmp"
+_MIB = 1024 * 1024
+_DELETE_CHUNK = 64
+
+# The store's ``list`` method shadows the builtin inside the class body.
+_Parts = list[str]
+_Infos = list[ObjectInfo]
 
 
-def _join(data: Buffers) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    return b"".join(bytes(part) for part in data)
+def _buffers(data: Buffers) -> list[bytes | memoryview]:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return [data]
+    return list(data)
 
 
 def _check_key(key: str) -> None:
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"invalid object key {key!r}")
+    if not key or any(p in ("", ".", "..") for p in parts) or "\0" in key:
+        raise ValueError(f"invalid object key {key!r}: empty, '.' or '..' path segment")
     if parts[0] == _TMP:
-        raise ValueError(f"invalid object key {key!r}: {_TMP}/ is reserved")
+        raise ValueError(f"invalid object key {key!r}: {_TMP}/ is reserved for temporary files")
+
+
+def _seconds(info: dict[str, Any]) -> float | None:
+    """Modification time in seconds from an fsspec ``info`` dict, whatever the filesystem."""
+    if isinstance(ms := info.get("modification_time"), int | float):
+        return ms / 1000.0  # hdfs-native: milliseconds
+    for field in ("mtime", "created"):
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _name(info: dict[str, Any]) -> str:
+    return str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class FsspecObjectStore:
-    def __init__(self, fs: Any, url: str, root: str, timeout_s: float, tmp_max_age_s: float) -> None:
+    def __init__(self, fs: Any, kind: Kind, url: str, root: str, options: StoreOptions,
+                 open_kwargs: dict[str, Any] | None = None) -> None:
         self._fs = fs
+        self._kind: Kind = kind
         self._url = url
         self._root = root.rstrip("/")
-        self._timeout = timeout_s
-        self._tmp_max_age = tmp_max_age_s
-        self._conditional = fs.protocol in ("hdfs", "viewfs") or (
-            isinstance(fs.protocol, tuple) and "hdfs" in fs.protocol
-        )
+        self._opts = options
+        self._open_kwargs = open_kwargs or {}
+        self._conditional = False
+        self._known_dirs: set[str] = set()
+        self._workers = Workers(options.io_threads, f"objects-{kind}")
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------------------
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(conditional_put=self._conditional, multipart=False)
 
+    @property
+    def url(self) -> str:
+        return self._url
+
     def _path(self, key: str) -> str:
-        _check_key(key)
         return f"{self._root}/{key}"
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _transfer_timeout(self, nbytes: int) -> float:
+        return self._opts.timeout_s + self._opts.timeout_per_mib_s * nbytes / _MIB
+
+    async def _call(self, what: str, fn: Callable[[], T], *, timeout: float | None = None,
+                    writing: bool = False) -> T:
+        if self._closed:
+            raise Closed(f"object store {self._url} is closed")
+        limit = self._opts.timeout_s if timeout is None else timeout
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn), self._timeout)
+            return await asyncio.wait_for(self._workers.run(fn), limit)
         except TimeoutError as exc:
-            raise Unavailable(f"{what} on {self._url}: no answer within {self._timeout:.0f} s") from exc
-        except StreambedError:
-            raise
-        except FileNotFoundError as exc:
-            raise NotFound(f"{what} on {self._url}: not found") from exc
-        except FileExistsError as exc:
-            raise ConditionFailed(f"{what} on {self._url}: already exists") from exc
-        except (OSError, RuntimeError, ConnectionError) as exc:
-            text = str(exc)
-            if "FileNotFound" in text or "does not exist" in text:
-                raise NotFound(f"{what} on {self._url}: not found") from exc
-            if "AlreadyExists" in text or "already exists" in text:
-                raise ConditionFailed(f"{what} on {self._url}: already exists") from exc
-            raise Unavailable(f"{what} on {self._url}: {type(exc).__name__}: {exc}") from exc
+            raise Unavailable(
+                f"{what} on {self._url}: no answer within {limit:.1f} s"
+                + (" (NameNode down or frozen?)" if self._kind == "hdfs" else "")
+            ) from exc
+        except Exception as exc:
+            error = translate(exc, f"{what} on {self._url}", writing=writing)
+            if error is exc:
+                raise
+            raise error from exc
 
-    async def put(self, key: str, data: Buffers, *, if_none_match: bool = False) -> ObjectInfo:
-        if if_none_match and not self._conditional:
-            raise ValueError("this filesystem does not support conditional puts")
-        path = self._path(key)
-        body = _join(data)
-        tmp = f"{self._root}/{_TMP}/{uuid.uuid4().hex}"
+    # -- blocking pieces (run in the workers) -------------------------------------------------------
 
-        def write() -> None:
-            self._fs.pipe_file(tmp, body)
-            parent = path.rsplit("/", 1)[0]
-            self._fs.makedirs(parent, exist_ok=True)
+    def _tmp_path(self) -> str:
+        return f"{self._root}/{_TMP}/{int(time.time() * 1000):013d}-{uuid.uuid4().hex}"
+
+    def _makedirs(self, directory: str) -> None:
+        if directory not in self._known_dirs:
             try:
-                if self._conditional:
-                    if not if_none_match and self._fs.exists(path):
-                        self._fs.rm_file(path)
-                    self._fs.mv(tmp, path, overwrite=False)
-                else:
-                    self._fs.mv(tmp, path)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self._fs.rm_file(tmp)
+                self._fs.makedirs(directory, exist_ok=True)
+            except FileExistsError as exc:  # HDFS: a file holds (part of) the directory's path
+                raise NotADirectoryError(f"{directory}: a file is in the way") from exc
+            self._known_dirs.add(directory)
+
+    def _write(self, path: str, buffers: list[bytes | memoryview]) -> None:
+        with self._fs.open(path, "wb", **self._open_kwargs) as f:
+            for buffer in buffers:
+                if len(buffer):
+                    f.write(buffer)
+            if self._kind == "local":
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _rename(self, tmp: str, path: str, if_none_match: bool) -> None:
+        """Move ``tmp`` to ``path`` atomically; ``FileExistsError`` if ``if_none_match`` and
+        ``path`` exists. The parent directory must exist."""
+        if self._kind == "hdfs":
+            self._fs.mv(tmp, path, overwrite=not if_none_match)
+        elif self._kind == "local":
+            if if_none_match:
+                os.link(tmp, path)
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+            _fsync_dir(os.path.dirname(path))
+        else:
+            self._fs.mv(tmp, path)
+            if self._fs.exists(tmp):
+                # Some filesystems (WebHDFS) refuse, without an error, to rename onto a file.
+                self._fs.rm_file(path)
+                self._fs.mv(tmp, path)
+
+    def _commit(self, tmp: str, path: str, if_none_match: bool) -> None:
+        parent = path.rsplit("/", 1)[0] or "/"
+        self._makedirs(parent)
+        try:
+            try:
+                self._rename(tmp, path, if_none_match)
+            except FileNotFoundError:
+                # The parent may have been removed behind our back; create it and try once more.
+                self._known_dirs.discard(parent)
+                self._makedirs(parent)
+                self._rename(tmp, path, if_none_match)
+        except Exception as exc:
+            # Each filesystem words "the target is a directory" differently (HDFS: "must both be
+            # directories"); ask instead of parsing.
+            is_dir = False
+            with contextlib.suppress(Exception):
+                is_dir = bool(self._fs.isdir(path))
+            if is_dir:
+                raise IsADirectoryError(f"{path} is a directory") from exc
+            raise
+
+    def _put(self, path: str, buffers: list[bytes | memoryview], if_none_match: bool) -> None:
+        tmp = self._tmp_path()
+        try:
+            try:
+                self._write(tmp, buffers)
+            except FileNotFoundError:  # someone removed .tmp
+                self._fs.makedirs(f"{self._root}/{_TMP}", exist_ok=True)
+                self._write(tmp, buffers)
+            self._commit(tmp, path, if_none_match)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._fs.rm_file(tmp)
+            raise
+
+    def _read(self, path: str, start: int, end: int | None) -> bytes:
+        with self._fs.open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            size = f.tell() if size is None else size  # hdfs-native's seek returns None
+            stop = size if end is None else min(end, size)
+            # Never seek past the end: hdfs-native panics ("Cannot seek beyond the end of a file").
+            if start >= stop:
+                return b""
+            f.seek(start)
+            data: bytes = f.read(stop - start)
+            if len(data) != stop - start:
+                raise OSError(f"short read: {len(data)} of {stop - start} bytes")
+            return data
+
+    def _ls(self, directory: str) -> list[dict[str, Any]]:
+        try:
+            entries: list[dict[str, Any]] = self._fs.ls(directory or "/", detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        if len(entries) == 1 and str(entries[0]["name"]).rstrip("/") == directory.rstrip("/"):
+            return []  # ``directory`` is a file: ls of a file lists the file itself
+        return sorted(entries, key=_name)
+
+    def _remove(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                self._fs.rm_file(path)
+            except (FileNotFoundError, IsADirectoryError):
+                pass  # absent, or a directory (never an object)
+            except Exception as exc:
+                parsed = java_class(exc)
+                if path_through_file(exc) or (
+                    parsed is not None and parsed[0].endswith(".PathIsNotEmptyDirectoryException")
+                ):
+                    continue  # a path through a file, or a directory: not an object either
                 raise
 
-        await self._call(f"PUT {key}", write)
-        return ObjectInfo(key, len(body))
+    # -- the ObjectStore protocol ------------------------------------------------------------------
+
+    async def put(self, key: str, data: Buffers, *, if_none_match: bool = False) -> ObjectInfo:
+        _check_key(key)
+        if if_none_match and not self._conditional:
+            raise ValueError(f"{self._url} does not support conditional puts (see capabilities)")
+        buffers = _buffers(data)
+        size = sum(len(b) for b in buffers)
+        path = self._path(key)
+        try:
+            await self._call(f"PUT {key}", lambda: self._put(path, buffers, if_none_match),
+                             timeout=self._transfer_timeout(size), writing=True)
+        except NotFound as exc:
+            raise Unavailable(f"PUT {key} on {self._url}: a path vanished during the put: {exc}") from exc
+        return ObjectInfo(key, size)
 
     async def get(self, key: str) -> bytes:
+        _check_key(key)
         path = self._path(key)
-        data: bytes = await self._call(f"GET {key}", lambda: self._fs.cat_file(path))
-        return data
+        try:
+            info = await self.head(key)
+        except NotFound as exc:
+            raise NotFound(f"GET {key} on {self._url}: not found") from exc
+        return await self._call(f"GET {key}", lambda: self._read(path, 0, None),
+                                timeout=self._transfer_timeout(info.size))
 
     async def get_range(self, key: str, start: int, end: int) -> bytes:
+        _check_key(key)
         if start < 0 or end < start:
             raise ValueError(f"bad range [{start}, {end})")
         path = self._path(key)
-
-        def read() -> bytes:
-            size = int(self._fs.info(path)["size"])
-            if start >= size or end == start:
-                return b""
-            data: bytes = self._fs.cat_file(path, start=start, end=min(end, size))
-            return data
-
-        return await self._call(f"GET {key} [{start}, {end})", read)
+        return await self._call(f"GET {key} [{start}, {end})", lambda: self._read(path, start, end),
+                                timeout=self._transfer_timeout(end - start))
 
     async def head(self, key: str) -> ObjectInfo:
+        _check_key(key)
         path = self._path(key)
-        info = await self._call(f"HEAD {key}", lambda: self._fs.info(path))
-        if info.get("type") == "directory":
-            raise NotFound(f"HEAD {key} on {self._url}: not found")
-        modified = info.get("mtime") or info.get("modification_time")
-        return ObjectInfo(key, int(info["size"]),
-                          modified=float(modified) if isinstance(modified, int | float) else None)
+        info: dict[str, Any] = await self._call(f"HEAD {key}", lambda: self._fs.info(path))
+        if info.get("type") != "file":
+            raise NotFound(f"HEAD {key} on {self._url}: not found (a directory)")
+        return ObjectInfo(key, int(info["size"]), modified=_seconds(info))
 
     async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            _check_key(key)
         paths = [self._path(k) for k in keys]
-
-        def remove() -> None:
-            for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    self._fs.rm_file(path)
-
-        await self._call(f"DELETE {len(paths)} keys", remove)
+        chunks = [paths[i : i + _DELETE_CHUNK] for i in range(0, len(paths), _DELETE_CHUNK)]
+        await asyncio.gather(*(
+            self._call(f"DELETE {len(chunk)} keys", functools.partial(self._remove, chunk))
+            for chunk in chunks
+        ))
 
     async def list(self, prefix: str, *, token: str | None = None, limit: int = 1000) -> ListPage:
-        directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        base = f"{self._root}/{directory}" if directory else self._root
-        strip = len(self._fs._strip_protocol(self._root).rstrip("/")) + 1
+        """Walks the directories in name order, so keys come in byte order within a directory;
+        the token is the last key returned, and the walk skips every directory that holds only
+        keys up to it."""
+        if limit < 1:
+            raise ValueError(f"limit must be positive (got {limit})")
+        directory, _, leaf = prefix.rpartition("/")
+        if directory.split("/", 1)[0] == _TMP:
+            return ListPage()
+        out: list[ObjectInfo] = []
+        after = token.split("/") if token else None
+        await self._walk(directory.split("/") if directory else [], leaf, after, out, limit + 1)
+        page = out[:limit]
+        return ListPage(page, page[-1].key if len(out) > limit else None)
 
-        def walk() -> list[tuple[str, int]]:
-            try:
-                found = self._fs.find(base, detail=True)
-            except FileNotFoundError:
-                return []
-            out = []
-            for path, info in found.items():
-                key = self._fs._strip_protocol(path)[strip:]
-                if key.startswith(_TMP + "/") or info.get("type") == "directory":
+    async def _walk(self, parts: _Parts, leaf: str, after: _Parts | None, out: _Infos,
+                    want: int) -> None:
+        directory = "/".join([self._root, *parts])
+        try:
+            entries = await self._call(f"LIST {'/'.join(parts) or '/'}", lambda: self._ls(directory))
+        except NotFound:  # an object sits where the prefix needs a directory
+            return
+        for entry in entries:
+            name = _name(entry)
+            if not name.startswith(leaf) or (not parts and name == _TMP):
+                continue
+            comps = [*parts, name]
+            if entry.get("type") == "directory":
+                bound = after[: len(comps)] if after is not None else None
+                if bound is not None and comps < bound:
                     continue
-                if key.startswith(prefix) and (token is None or key > token):
-                    out.append((key, int(info.get("size", 0))))
-            out.sort()
-            return out
-
-        keys = await self._call(f"LIST {prefix}", walk)
-        page = [ObjectInfo(k, size) for k, size in keys[:limit]]
-        return ListPage(page, page[-1].key if len(keys) > limit else None)
+                await self._walk(comps, "", after if comps == bound else None, out, want)
+            elif entry.get("type") == "file":
+                if after is not None and comps <= after:
+                    continue
+                out.append(ObjectInfo("/".join(comps), int(entry.get("size") or 0),
+                                      modified=_seconds(entry)))
+            if len(out) >= want:
+                return
 
     async def cleanup(self) -> int:
-        horizon = time.time() - self._tmp_max_age
-
-        def sweep() -> int:
-            removed = 0
-            try:
-                entries = self._fs.ls(f"{self._root}/{_TMP}", detail=True)
-            except FileNotFoundError:
-                return 0
-            for entry in entries:
-                modified = entry.get("mtime") or entry.get("modification_time") or entry.get("created")
-                if hasattr(modified, "timestamp"):
-                    modified = modified.timestamp()
-                if isinstance(modified, int | float) and modified > 1e11:
-                    modified /= 1000.0  # HDFS reports milliseconds
-                if isinstance(modified, int | float) and modified < horizon:
-                    with contextlib.suppress(FileNotFoundError):
-                        self._fs.rm_file(entry["name"])
-                        removed += 1
-            return removed
-
-        return await self._call("cleanup", sweep)
+        """Removes temporary files older than ``tmp_max_age_s`` (interrupted puts, here or on
+        another broker sharing the root); the age comes from the name, else the file's mtime."""
+        horizon = time.time() - self._opts.tmp_max_age_s
+        entries = await self._call("LIST .tmp", lambda: self._ls(f"{self._root}/{_TMP}"))
+        stale: list[str] = []
+        for entry in entries:
+            if entry.get("type") != "file":
+                continue
+            name = _name(entry)
+            stamp = name.partition("-")[0]
+            born = int(stamp) / 1000.0 if stamp.isdigit() else _seconds(entry)
+            if born is not None and born < horizon:
+                stale.append(f"{self._root}/{_TMP}/{name}")
+        if stale:
+            await self._call(f"cleanup of {len(stale)} temporary files", lambda: self._remove(stale))
+            log.info("removed %d stale temporary files from %s/%s", len(stale), self._url, _TMP)
+        return len(stale)
 
     async def close(self) -> None:
-        return None
+        if not self._closed:
+            self._closed = True
+            self._workers.close()
+
+    # -- start-up ----------------------------------------------------------------------------------
+
+    async def _probe(self) -> None:
+        """Refuse to start on a store that cannot write, read, rename and delete; find out whether
+        a conditional rename really fails when its target exists (never assumed)."""
+        tmp_dir = f"{self._root}/{_TMP}"
+        await self._call("creating .tmp", lambda: self._fs.makedirs(tmp_dir, exist_ok=True))
+        first, second, target = self._tmp_path(), self._tmp_path(), self._tmp_path()
+
+        def probe() -> bool:
+            try:
+                self._write(first, [b"first"])
+                # Empty: hdfs-native's close() of a file with data polls the NameNode with a fixed
+                # 500 ms back-off until the DataNode reported the block; an empty file has none.
+                self._write(second, [])
+                if self._read(first, 0, None) != b"first":
+                    raise OSError("the probe file read back different bytes")
+                if self._kind == "generic":
+                    self._commit(first, target, False)
+                    return False
+                self._commit(first, target, True)
+                try:
+                    self._commit(second, target, True)
+                except FileExistsError:
+                    return self._read(target, 0, None) == b"first"
+                return False
+            finally:
+                self._remove([first, second, target])
+
+        self._conditional = await self._call("start-up probe", probe, writing=True)
+        if self._kind != "generic" and not self._conditional:
+            log.warning("%s: a rename onto an existing file did not fail; conditional puts are "
+                        "not available", self._url)
 
 
-async def open_store(options: Any) -> FsspecObjectStore:
-    url: str = options.url.rstrip("/")
-    storage_options = dict(options.storage_options)
-    if url.startswith(("hdfs://", "viewfs://")):
-        # hdfs-native retries a dead NameNode for minutes by default; bound it (users may override).
-        storage_options.update({
-            "dfs.client.failover.max.attempts": "3",
-            "dfs.client.failover.sleep.base.millis": "100",
-            "dfs.client.failover.sleep.max.millis": "2000",
-            "dfs.client.socket-timeout": str(int(options.timeout_s * 1000)),
-        })
-        storage_options.update(getattr(options, "hdfs_config", {}))
+async def _start(store: FsspecObjectStore) -> FsspecObjectStore:
     try:
-        fs, root = fsspec.core.url_to_fs(url, **storage_options)
-    except (ImportError, ValueError) as exc:
-        raise Unavailable(f"cannot open filesystem for {url!r}: {exc}") from exc
-    store = FsspecObjectStore(fs, url, root, options.timeout_s, options.tmp_max_age_s)
-    # Probe: the root must be reachable and writable before the broker starts.
-    probe = f".streambed-probe-{uuid.uuid4().hex}"
-    try:
-        await store._call("create root", lambda: fs.makedirs(f"{store._root}/{_TMP}", exist_ok=True))
-        await store.put(probe, b"probe")
-        if await store.get(probe) != b"probe":
-            raise Unavailable("probe object read back different bytes")
-        await store.delete([probe])
-    except StreambedError as exc:
-        raise Unavailable(f"object store {url} is unusable: the start-up probe failed: {exc}") from exc
-    log.info("fsspec store %s ready (conditional writes: %s)", url,
+        await store._probe()
+    except (StreambedError, KeyConflict) as exc:
+        await store.close()
+        error = type(exc)(f"object store {store.url} is unusable: {exc}")
+        raise error from exc
+    log.info("object store %s ready (conditional puts: %s)", store.url,
              "yes" if store.capabilities.conditional_put else "no")
     return store
+
+
+async def open_hdfs(options: HdfsOptions) -> FsspecObjectStore:
+    """The ``hdfs`` store: hdfs-native with bounded client retries. Imports hdfs-native."""
+    from hdfs_native.fsspec import HdfsFileSystem, ViewfsFileSystem
+
+    parsed = urlparse(options.url)
+    cls = HdfsFileSystem if parsed.scheme == "hdfs" else ViewfsFileSystem
+    # Not parsed.hostname: it lowercases, and nameservice ids in the Hadoop settings are not.
+    host = parsed.netloc.rpartition("@")[2]
+    if parsed.port is not None:
+        host = host.rpartition(":")[0]
+    try:
+        fs = cls(host or None, parsed.port, **options.client_config())
+    except Exception as exc:
+        raise Unavailable(f"cannot create an HDFS client for {options.url}: {exc}") from exc
+    open_kwargs: dict[str, Any] = {}
+    if options.replication is not None:
+        open_kwargs["replication"] = options.replication
+    if options.block_size_mib is not None:
+        open_kwargs["block_size"] = options.block_size_mib * _MIB
+    store = FsspecObjectStore(fs, "hdfs", options.url, parsed.path or "/", options, open_kwargs)
+    return await _start(store)
+
+
+async def open_fsspec(options: FsspecOptions) -> FsspecObjectStore:
+    """The ``fsspec`` store: any URL fsspec knows. Imports fsspec (and the filesystem's package)."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    try:
+        fs, root = fsspec.core.url_to_fs(options.url, **options.storage_options)
+    except ImportError as exc:
+        raise Unavailable(f"no fsspec filesystem for {options.url}: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise Unavailable(f"cannot open {options.url}: {exc}") from exc
+    kind: Kind = "local" if isinstance(fs, LocalFileSystem) else "generic"
+    store = FsspecObjectStore(fs, kind, options.url, root, options)
+    return await _start(store)
