@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from streambed.core.errors import Fenced
+from streambed.core.context import NodeContext
+from streambed.core.errors import Fenced, Unavailable
+from streambed.core.metadata.memory import MemoryMetadataOptions, open_memory_metadata
+from streambed.core.objects.memory import MemoryObjectStoreOptions, open_memory_store
+from streambed.core.stream.clock import ManualClock
 from streambed.core.stream.engine import OffsetOutOfRange, StreamEngine
+from streambed.core.stream.settings import EngineSettings
+from streambed.core.testing.faults import FaultPlan, FaultyObjectStore
+from streambed.core.wal.memory import MemoryWalOptions, open_memory_wal
 
 from .conftest import EngineFactory
 
@@ -160,3 +168,121 @@ async def test_delete_and_close_stream(engine_factory: EngineFactory) -> None:
     for meta in await engine.meta.list_objects():
         assert all(stream_id == kept.id for stream_id, _, _ in meta.ranges), meta
     await engine.close()
+
+
+async def test_timer_uploads_and_compaction_follow_the_injected_clock(tmp_path: Path) -> None:
+    clock = ManualClock()
+    ctx = NodeContext(data_dir=tmp_path)
+    engine = StreamEngine(
+        await open_memory_wal(MemoryWalOptions(name="timer"), ctx),
+        await open_memory_store(MemoryObjectStoreOptions(name="timer"), ctx),
+        await open_memory_metadata(MemoryMetadataOptions(name="timer"), ctx),
+        EngineSettings(upload_interval_ms=1_000, compaction_interval_ms=10_000,
+                       compaction_min_objects=2, object_delete_delay_ms=0),
+        clock=clock,
+    )
+    await engine.start()
+    stream = await engine.open_stream(await engine.create_stream(), 1)
+    await stream.append(b"a", 1)
+    await clock.advance(0.5)
+    assert engine.uploads == 0 and stream.committed_offset == 0
+    await clock.advance(0.6)
+    for _ in range(50):  # the object is assembled on a worker thread
+        if engine.uploads:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.uploads == 1 and stream.committed_offset == 1
+    await stream.append(b"b", 1)
+    await clock.advance(1.1)
+    for _ in range(50):
+        if engine.uploads == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.uploads == 2
+    await clock.advance(10)
+    for _ in range(50):
+        if engine.compactions:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.compactions == 1
+    kinds = [m.kind for m in await engine.meta.list_objects("committed")]
+    assert kinds == ["so"]
+    assert [bytes(b.payload) for b in await stream.fetch(0)] == [b"a", b"b"]
+    await engine.close()
+
+
+async def test_reads_across_a_merged_object_with_a_hole(engine_factory: EngineFactory) -> None:
+    """A merge of non-adjacent objects yields one object holding two ranges of a stream, with
+    the offsets between them in another object: reads must follow the ranges, not the object."""
+    engine = await engine_factory(compaction_min_objects=2, object_delete_delay_ms=0,
+                                  stream_object_threshold_bytes=1000)
+    stream = await engine.open_stream(await engine.create_stream(), 1)
+    await stream.append(b"small-0", 1)
+    await engine.upload()  # sso [0, 1)
+    await stream.append(b"x" * 2000, 1)
+    await engine.upload()  # a stream object [1, 2): over the threshold
+    await stream.append(b"small-2", 1)
+    await engine.upload()  # sso [2, 3)
+    await engine.compact()  # merges the two ssos only
+    ranges = sorted(r for m in await engine.meta.list_objects("committed") for r in m.ranges)
+    assert [(a, b) for _, a, b in ranges] == [(0, 1), (1, 2), (2, 3)]
+    assert len({m.id for m in await engine.meta.list_objects("committed")}) == 2
+    await engine.close()
+    engine = await engine_factory()
+    got = await read_all(engine, stream.id, 2)
+    assert got == [(0, b"small-0"), (1, b"x" * 2000), (2, b"small-2")]
+    await engine.close()
+
+
+async def test_back_pressure_fails_appends_while_uploads_fail(tmp_path: Path) -> None:
+    ctx = NodeContext(data_dir=tmp_path)
+    plan = FaultPlan()
+    engine = StreamEngine(
+        await open_memory_wal(MemoryWalOptions(name="pressure"), ctx),
+        FaultyObjectStore(await open_memory_store(MemoryObjectStoreOptions(name="pressure"), ctx), plan),
+        await open_memory_metadata(MemoryMetadataOptions(name="pressure"), ctx),
+        EngineSettings(log_cache_bytes=64 * 1024, upload_threshold_bytes=1 << 30,
+                       upload_interval_ms=3_600_000),
+    )
+    await engine.start()
+    stream = await engine.open_stream(await engine.create_stream(), 1)
+    for _ in range(7):
+        await stream.append(bytes(8192), 1)
+    plan.probability = {"objects.put": 1.0}
+    with pytest.raises(Unavailable):
+        # The cache is full of data not uploaded and the store refuses it: a retriable error,
+        # not an unbounded wait or queue.
+        await stream.append(bytes(16384), 1)
+    assert engine.memory()["pending"] <= 64 * 1024
+    plan.probability = {}
+    assert await stream.append(bytes(16384), 1) == 7  # the failed append left no hole
+    assert engine.uploads == 1
+    await engine.close()
+
+
+async def test_a_second_incarnation_of_the_node_fences_the_first(tmp_path: Path) -> None:
+    ctx = NodeContext(data_dir=tmp_path)
+
+    async def make() -> StreamEngine:
+        engine = StreamEngine(
+            await open_memory_wal(MemoryWalOptions(name="zombie"), ctx),
+            await open_memory_store(MemoryObjectStoreOptions(name="zombie"), ctx),
+            await open_memory_metadata(MemoryMetadataOptions(name="zombie"), ctx),
+            EngineSettings(upload_interval_ms=3_600_000),
+        )
+        await engine.start()
+        return engine
+
+    zombie = await make()
+    stream = await zombie.open_stream(await zombie.create_stream(), 1)
+    await stream.append(b"before", 1)
+    await zombie.upload()
+    successor = await make()
+    await stream.append(b"zombie write", 1)  # the WAL still takes it, but it never commits
+    with pytest.raises(Fenced):
+        await zombie.upload()
+    with pytest.raises(Fenced):
+        await stream.append(b"more", 1)
+    mine = await successor.open_stream(stream.id, 2)
+    assert [bytes(b.payload) for b in await mine.fetch(0)] == [b"before"]
+    await successor.close()

@@ -1,44 +1,78 @@
-"""The built-in file WAL: segment files with group commit and fsync before acknowledgement.
+"""The built-in file WAL: segment files, group commit, ``fdatasync`` before acknowledgement.
 
 Layout under ``dir`` (default ``<data_dir>/wal``)::
 
-    00000000000000000000.seg   records from logical offset 0 (the name is the first offset)
-    00000000000000052113.seg   next segment, created when the previous one passed segment_bytes
-    trim                       the trim offset, rewritten atomically (tmp + fsync + rename)
+    00000000000000000000.seg    the segment whose first byte is at logical offset 0
+    00000000000067108931.seg    the next one: named by the logical offset of its first byte
+    spare-00000003.spare        a trimmed segment kept for reuse (its old content is stale)
+    checkpoint                  trim offset + clean-shutdown flag, replaced atomically
+    lock                        flock()ed while a process has the WAL open
 
 A record is a 24-byte header followed by the body (big-endian)::
 
     offset size field
-    0      4    magic        0x53424C31 ("SBL1")
+    0      4    magic              0x53425731 ("SBW1")
     4      4    body length
-    8      8    logical offset (record sequence number, dense)
+    8      8    logical offset     the record's own position in the log
     16     4    CRC-32C of the body
-    20     4    CRC-32C of bytes 0..19 (the header itself)
+    20     4    CRC-32C of header bytes 0..19
 
-Logical offsets are record sequence numbers rather than byte positions: they stay dense across
-segment deletion and make recovery's "is this the record I expect next" check exact.
+**Logical offsets are byte positions** in one infinite log (a record's offset is where its header
+starts; the next record starts at ``offset + 24 + length``), not record sequence numbers. So:
 
-Group commit: appends are queued on the event loop; one writer thread takes everything queued (up
-to ``max_batch_bytes``), writes it with one ``writev`` and one ``fdatasync``, then completes the
-appends in order. While it syncs, the next batch accumulates, so the batch size adapts to load. If a
+- capacity is exact and free to compute: used bytes = end offset - trim offset, no index needed;
+- the segment holding an offset and the position inside it follow by arithmetic;
+- the header's offset must equal the position it is found at, which rejects stale records left in
+  a reused segment (whose headers carry older offsets) as well as misplaced or shifted data.
+
+Offsets are therefore increasing but not dense; the contract only promises increasing.
+
+**Group commit.** ``append`` assigns the offset, queues the record and awaits a future. One writer
+thread takes everything queued (up to ``max_batch_bytes``; waiting ``max_batch_delay_us`` for more
+if set), writes it with one ``pwritev`` and one ``fdatasync``, and resolves the batch's futures in
+order with one ``loop.call_soon_threadsafe``. Headers and bodies up to 32 KiB are packed into one
+reused buffer, larger bodies are written from the caller's memory (no copy), so a batch is a few
+iovecs rather than two per record. While it syncs, the next batch accumulates, so the batch
+size follows the load by itself. Nothing is acknowledged before its ``fdatasync`` returned. When a
 write or sync fails, that batch and every later append fail and the WAL refuses further appends:
-after a failed fsync the page cache state is unknown, so nothing may be acknowledged (fsyncgate).
+after a failed fsync the state of the page cache is unknown, so nothing may be acknowledged again
+("fsyncgate"); reopening the WAL recovers the valid prefix.
 
-Recovery scans segments from the trim offset and stops at the first record whose magic, header CRC,
-expected offset or body CRC is wrong (a torn or corrupt tail); the file is truncated there and any
-later segments are removed, so new appends continue the valid prefix.
+**Segment reuse.** Trimmed segments are renamed to spares and reused by the next segment roll:
+overwriting blocks a file already owns needs no block allocation, so ``fdatasync`` flushes data only
+and commits no filesystem journal. Measured on this machine's ext4, write + fdatasync median
+latency: 256 KiB 0.47 ms appending vs 0.26 ms overwriting, 1 MiB 1.3 ms vs 0.5 ms.
+``posix_fallocate`` of new segments did not help (unwritten extents still need a journal commit
+when first written), so new segments simply grow. Spares are kept while segments and spares
+together stay within ``capacity_bytes`` plus one segment, so the WAL's disk footprint stays bounded.
+
+**Recovery** reads the checkpoint, moves segments that lie wholly below the trim offset to the
+spares, then scans the rest in order and yields every valid record at or above the trim offset. It
+stops at the first record whose magic, header CRC, offset or body CRC is wrong, or that runs past
+the end of its file: a torn or corrupt tail (or the stale remainder of a reused segment). The file
+is truncated there, so new appends follow the valid prefix and no stale or half-written record can
+ever surface behind them; segments after a break in the chain are renamed ``*.corrupt`` and never
+served. Recovery after a clean shutdown checks that the log ends where the checkpoint says.
+
+**Trim** persists the trim offset in the checkpoint (tmp + fsync + rename + directory fsync), then
+recycles or deletes the segments that lie wholly below it. The active segment is never touched.
+
+**Back-pressure.** When ``end - trim + record`` would pass ``capacity_bytes``, ``append`` waits
+(asyncio, in arrival order) for a trim, up to ``full_timeout_ms``, then raises WalFull.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
+import fcntl
 import logging
+import math
 import os
+import re
 import struct
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,17 +84,37 @@ from streambed.core.errors import Closed, Unavailable, WalFull
 from streambed.core.wal.api import WalRecord, WalStats
 from streambed.core.wal.capacity import SpaceGate
 
-__all__ = ["FileWal", "FileWalOptions", "open_file_wal"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "HEADER_SIZE",
+    "MAGIC",
+    "FileWal",
+    "FileWalOptions",
+    "open_file_wal",
+    "segment_name",
+]
 
 log = logging.getLogger("streambed.wal.file")
 
-MAGIC = 0x53424C31
-_HEAD = struct.Struct(">IIQI")
-_HEADER = struct.Struct(">IIQII")
-HEADER_SIZE = _HEADER.size
-_SEGMENT_SUFFIX = ".seg"
 MiB = 1024 * 1024
-_MARK_BYTES = 256 * 1024
+MAGIC = 0x53425731  # "SBW1"
+_RECORD = struct.Struct(">IIQII")  # magic, body length, offset, body CRC, header CRC
+_HEAD = struct.Struct(">IIQI")  # the part the header CRC covers
+_U32 = struct.Struct(">I")
+HEADER_SIZE = _RECORD.size
+_HEAD_SIZE = _HEAD.size
+
+CHECKPOINT_NAME = "checkpoint"
+_CHECKPOINT = struct.Struct(">4sHHQQI")  # magic, version, flags, trim, clean end, CRC of the rest
+_CHECKPOINT_MAGIC = b"SBWC"
+_CHECKPOINT_VERSION = 1
+_CLEAN = 0x1
+_SEGMENT_SUFFIX = ".seg"
+_SPARE_SUFFIX = ".spare"
+_SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
+_SPARE_RE = re.compile(r"^spare-(\d+)\.spare$")
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+_COPY_MAX = 32 * 1024  # bodies up to this size are copied into the write buffer, larger ones not
 
 
 class FileWalOptions(BaseModel):
@@ -70,341 +124,596 @@ class FileWalOptions(BaseModel):
     capacity_bytes: int = Field(
         2 * 1024 * MiB, gt=0, description="Bytes above the trim point before appends wait."
     )
-    segment_bytes: int = Field(64 * MiB, ge=4096, description="Size at which a new segment starts.")
+    segment_bytes: int = Field(
+        64 * MiB, ge=4096, description="A new segment starts once the active one reaches this."
+    )
     max_batch_bytes: int = Field(
-        8 * MiB, gt=0, description="Most bytes one group-commit write carries."
+        8 * MiB, gt=0, description="Most bytes one group commit (one write + one fsync) carries."
+    )
+    max_batch_delay_us: int = Field(
+        0,
+        ge=0,
+        description="How long the writer waits for more appends before a write. 0: batch "
+        "whatever queued while the previous fsync ran (adapts to load, adds no latency).",
     )
     full_timeout_ms: int = Field(
         10_000, ge=0, description="How long an append waits for space before WalFull."
     )
     fsync: bool = Field(
-        True, description="fdatasync before acknowledging. false is UNSAFE: acks may be lost."
+        True,
+        description="fdatasync before acknowledging (and fsync the checkpoint and directory). "
+        "false is UNSAFE: acknowledged records are lost when the machine (not just the process) "
+        "crashes. For tests and benchmarks only.",
     )
 
 
-def encode_header(offset: int, body: bytes | memoryview) -> bytes:
-    head = _HEAD.pack(MAGIC, len(body), offset, crc32c.crc32c(body))
-    return head + crc32c.crc32c(head).to_bytes(4, "big")
-
-
-@dataclass(slots=True)
-class _Item:
-    offset: int
-    body: bytes | memoryview
-    future: asyncio.Future[int]
-
-
-def _segment_name(first: int) -> str:
-    return f"{first:020d}{_SEGMENT_SUFFIX}"
+def segment_name(base: int) -> str:
+    """File name of the segment whose first byte is at logical offset ``base``."""
+    return f"{base:020d}{_SEGMENT_SUFFIX}"
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def scan_segment(data: bytes, expected: int) -> Iterator[tuple[int, int, memoryview]]:
-    """Yield (offset, end position, body) of valid records; stop silently at the first bad one."""
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    trim: int = 0
+    clean_end: int | None = None
+
+    def encode(self) -> bytes:
+        flags = _CLEAN if self.clean_end is not None else 0
+        head = _CHECKPOINT.pack(
+            _CHECKPOINT_MAGIC, _CHECKPOINT_VERSION, flags, self.trim, self.clean_end or 0, 0
+        )[:-4]
+        return head + _U32.pack(crc32c.crc32c(head))
+
+    @staticmethod
+    def decode(data: bytes) -> _Checkpoint | None:
+        if len(data) != _CHECKPOINT.size:
+            return None
+        magic, version, flags, trim, end, crc = _CHECKPOINT.unpack(data)
+        if magic != _CHECKPOINT_MAGIC or version != _CHECKPOINT_VERSION:
+            return None
+        if crc32c.crc32c(data[:-4]) != crc:
+            return None
+        return _Checkpoint(trim, end if flags & _CLEAN else None)
+
+
+@dataclass(slots=True)
+class _Scanned:
+    """One segment's scan: records at or above the trim point, and where valid data ends."""
+
+    records: list[WalRecord]
+    valid: int
+    file_size: int
+    torn: bool
+    """The data ends in a record that was being written (a crash), not in zeros or stale data."""
+    why: str
+
+
+def _scan_segment(data: bytes, base: int, trim: int, collect: bool) -> _Scanned:
     view = memoryview(data)
+    records: list[WalRecord] = []
     pos = 0
-    while pos + HEADER_SIZE <= len(data):
-        magic, length, offset, body_crc, head_crc = _HEADER.unpack_from(data, pos)
-        if magic != MAGIC or crc32c.crc32c(view[pos : pos + 20]) != head_crc:
-            return
-        if offset != expected or pos + HEADER_SIZE + length > len(data):
-            return
-        body = view[pos + HEADER_SIZE : pos + HEADER_SIZE + length]
+    size = len(data)
+    torn, why = False, "the end of the file"
+    while pos < size:
+        if pos + HEADER_SIZE > size:
+            torn, why = True, "a partial record header"
+            break
+        magic, length, offset, body_crc, head_crc = _RECORD.unpack_from(data, pos)
+        if magic != MAGIC or crc32c.crc32c(view[pos : pos + _HEAD_SIZE]) != head_crc:
+            # Zeros, the stale content of a reused segment, or a header torn by a crash: they
+            # cannot be told apart, and none of them is data.
+            why = "no valid record header"
+            break
+        if offset != base + pos:
+            why = f"a header of offset {offset} (stale data of a reused segment)"
+            break
+        end = pos + HEADER_SIZE + length
+        if end > size:
+            torn, why = True, "a record cut short"
+            break
+        body = view[pos + HEADER_SIZE : end]
         if crc32c.crc32c(body) != body_crc:
-            return
-        pos += HEADER_SIZE + length
-        yield offset, pos, body
-        expected += 1
+            torn, why = True, "a record whose body fails its CRC"
+            break
+        if collect and offset >= trim:
+            records.append(WalRecord(offset, bytes(body)))
+        pos = end
+    return _Scanned(records, pos, size, torn, why)
+
+
+class _Item:
+    __slots__ = ("body", "future", "offset")
+
+    def __init__(self, offset: int, body: bytes | memoryview, future: asyncio.Future[int]) -> None:
+        self.offset = offset
+        self.body = body
+        self.future = future
 
 
 class FileWal:
+    """See the module docstring. Not thread-safe: use it from one event loop."""
+
     def __init__(self, directory: Path, options: FileWalOptions) -> None:
         self._dir = directory
         self._opts = options
-        self._mark_bytes = max(4096, min(_MARK_BYTES, options.capacity_bytes // 64))
-        self._segments: list[int] = []  # first offsets, ascending
-        self._fd = -1
-        self._segment_size = 0
-        self._next = 0
+        self._name = str(directory)
+        # Segments and spares together stay within capacity plus one segment.
+        self._max_files = max(2, math.ceil(options.capacity_bytes / options.segment_bytes) + 1)
+        self._lock_fd = -1
+        # Segment bookkeeping, shared by the writer thread (roll) and trim (recycle).
+        self._seg_lock = threading.Lock()
+        self._segments: list[int] = []  # bases of live segments, ascending; the last is active
+        self._spares: list[Path] = []
+        self._spare_seq = 0
+        # Recovery state.
+        self._recovering = False
+        self._scanned = False
+        self._checkpoint = _Checkpoint()
+        self._active_size = 0  # valid bytes in the active segment after recovery
+        # Offsets (event-loop side).
         self._trim = 0
-        # (first offset of a write batch, cumulative bytes before it) for capacity accounting.
-        self._marks: collections.deque[tuple[int, int]] = collections.deque()
-        self._written = 0  # cumulative bytes accepted (including queued)
-        self._trimmed_bytes = 0
-        self._disk_next = 0  # next offset the writer thread will put on disk
-        self._space = SpaceGate(options.full_timeout_ms / 1000.0, str(directory))
+        self._next = 0  # offset the next append gets
+        # Writer thread state.
+        self._fd = -1
+        self._seg_base = 0
+        self._seg_pos = 0
         self._queue: list[_Item] = []
         self._queue_bytes = 0
-        self._lock = threading.Condition()
+        self._staging = bytearray()
+        self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._failure: Exception | None = None
+        self._failure: BaseException | None = None
+        self._syncs = 0
+        # Lifecycle.
+        self._space = SpaceGate(options.full_timeout_ms / 1000.0, self._name)
+        self._checkpoint_lock = asyncio.Lock()
         self._closing = False
         self._closed = False
-        self._recovered = False
         self._appends = 0
-        self._syncs = 0
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def end_offset(self) -> int:
+        """The offset the next append will get."""
+        return self._next
+
+    @property
+    def trim_offset(self) -> int:
+        return self._trim
 
     # -- recovery --------------------------------------------------------------------------------
 
-    def _read_trim(self) -> int:
-        try:
-            return int((self._dir / "trim").read_text().strip() or 0)
-        except FileNotFoundError:
-            return 0
-        except ValueError:
-            log.error("WAL %s: unreadable trim file, recovering from the oldest segment", self._dir)
-            return 0
-
     async def recover(self) -> AsyncIterator[WalRecord]:
-        if self._recovered:
-            raise RuntimeError("recover() may run only once")
-        self._recovered = True
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._trim = await asyncio.to_thread(self._read_trim)
-        names = sorted(p.name for p in self._dir.iterdir() if p.name.endswith(_SEGMENT_SUFFIX))
-        firsts = [int(n[: -len(_SEGMENT_SUFFIX)]) for n in names]
-        # Segments wholly below the trim point may remain when a delete was interrupted.
-        while len(firsts) > 1 and firsts[1] <= self._trim:
-            await asyncio.to_thread(os.unlink, self._dir / _segment_name(firsts.pop(0)))
-        expected = firsts[0] if firsts else self._trim
+        if self._recovering or self._thread is not None or self._closed:
+            raise RuntimeError("recover() runs once, before start()")
+        self._recovering = True
+        async for record in self._scan(collect=True):
+            yield record
+
+    async def _scan(self, collect: bool) -> AsyncIterator[WalRecord]:
+        """Scan the whole log; only a scan that ran to the end changes files (so a consumer may
+        stop iterating recover() early, and start() then scans again)."""
+        bases = await asyncio.to_thread(self._prepare)
+        trim = self._checkpoint.trim
         kept: list[int] = []
-        for i, first in enumerate(firsts):
-            path = self._dir / _segment_name(first)
-            if first != expected:
-                log.error("WAL %s: segment %s does not continue offset %d; it and later segments "
-                          "are dropped", self._dir, path.name, expected)
-                for later in firsts[i:]:
-                    await asyncio.to_thread(os.unlink, self._dir / _segment_name(later))
+        scans: list[_Scanned] = []
+        broken_at: int | None = None
+        expected: int | None = None
+        for i, base in enumerate(bases):
+            if expected is not None and base != expected:
+                # The previous segment's valid data does not reach this one: a record in between
+                # is corrupt. What follows cannot be trusted to continue the log.
+                log.error(
+                    "WAL %s: the log breaks at offset %d (%s in %s); %d later segment(s) are "
+                    "set aside as .corrupt and not served", self._name, expected,
+                    scans[-1].why, segment_name(kept[-1]), len(bases) - i,
+                )
+                broken_at = i
                 break
+            path = self._dir / segment_name(base)
             data = await asyncio.to_thread(path.read_bytes)
-            end = 0
-            for offset, record_end, body in scan_segment(data, expected):
-                end = record_end
-                if offset >= self._trim:
-                    self._account(offset, len(body) + HEADER_SIZE)
-                    yield WalRecord(offset, bytes(body))
-                expected = offset + 1
-            kept.append(first)
-            size = end
-            if end < len(data):
-                log.warning("WAL %s: %d bytes of torn or corrupt tail in %s dropped at offset %d",
-                            self._dir, len(data) - end, path.name, expected)
-                await asyncio.to_thread(os.truncate, path, end)
-                for later in firsts[i + 1 :]:
-                    log.error("WAL %s: segment %s after a corrupt record dropped", self._dir,
-                              _segment_name(later))
-                    await asyncio.to_thread(os.unlink, self._dir / _segment_name(later))
-                self._segment_size = size
-                break
-            self._segment_size = size
-        self._segments = kept
-        self._next = self._disk_next = max(expected, self._trim)
+            scanned = await asyncio.to_thread(_scan_segment, data, base, trim, collect)
+            del data
+            kept.append(base)
+            scans.append(scanned)
+            for record in scanned.records:
+                yield record
+            scanned.records = []
+            # Valid data may end before the file does: a reused segment keeps stale bytes after
+            # its roll point. The chain check above tells that apart from corruption.
+            expected = base + scanned.valid
+        await asyncio.to_thread(self._finish_scan, bases, kept, scans, broken_at)
+
+    def _prepare(self) -> list[int]:
+        """Lock the directory, read the checkpoint, recycle segments wholly below the trim
+        point; return the bases of the remaining segments. Idempotent."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        if self._lock_fd < 0:
+            fd = os.open(self._dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise Unavailable(
+                    f"WAL {self._name} is open in another process (or another WAL object)"
+                ) from None
+            self._lock_fd = fd
+        self._checkpoint = self._read_checkpoint()
+        trim = self._checkpoint.trim
+        bases: list[int] = []
+        spares: list[Path] = []
+        for entry in os.scandir(self._dir):
+            if m := _SEGMENT_RE.match(entry.name):
+                bases.append(int(m.group(1)))
+            elif m := _SPARE_RE.match(entry.name):
+                spares.append(Path(entry.path))
+                self._spare_seq = max(self._spare_seq, int(m.group(1)) + 1)
+            elif entry.name.endswith(".tmp"):
+                os.unlink(entry.path)
+        bases.sort()
+        self._spares = sorted(spares)
+        # A segment is wholly below the trim point when the next one starts at or below it.
+        doomed = 0
+        while doomed + 1 < len(bases) and bases[doomed + 1] <= trim:
+            doomed += 1
+        with self._seg_lock:
+            self._segments = bases[doomed:]
+        for base in bases[:doomed]:
+            self._retire(base)
+        return bases[doomed:]
+
+    def _read_checkpoint(self) -> _Checkpoint:
+        try:
+            data = (self._dir / CHECKPOINT_NAME).read_bytes()
+        except FileNotFoundError:
+            return _Checkpoint()
+        checkpoint = _Checkpoint.decode(data)
+        if checkpoint is None:
+            # Replaying from the oldest segment is safe: the engine drops what it already uploaded.
+            log.error("WAL %s: unreadable checkpoint; recovering from the oldest segment",
+                      self._name)
+            return _Checkpoint()
+        return checkpoint
+
+    def _finish_scan(
+        self, bases: list[int], kept: list[int], scans: list[_Scanned], broken_at: int | None
+    ) -> None:
+        trim = self._checkpoint.trim
+        end = kept[-1] + scans[-1].valid if kept else trim
+        if broken_at is not None:
+            for base in bases[broken_at:]:
+                path = self._dir / segment_name(base)
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+        clean_end = self._checkpoint.clean_end
+        if clean_end is not None and clean_end != end:
+            log.error("WAL %s: closed cleanly at offset %d but the valid log ends at %d: data on "
+                      "disk was lost or corrupted", self._name, clean_end, end)
+        self._next = max(end, trim)
+        self._trim = trim
+        if kept and end < trim:
+            # Everything left lies below the trim point (it was trimmed past the durable end
+            # before a crash): the log restarts at the trim offset in a new segment.
+            for base in kept:
+                self._retire(base)
+            kept = []
+        if kept:
+            last = scans[-1]
+            path = self._dir / segment_name(kept[-1])
+            if last.torn:
+                log.warning("WAL %s: %s at offset %d: a write torn by a crash; %d bytes dropped",
+                            self._name, last.why, end, last.file_size - last.valid)
+            # After a crash, bytes past the end may include records of a torn batch that did
+            # reach the disk; truncating makes sure no later crash can let them reappear behind
+            # new records. After a clean shutdown they can only be stale, and keeping the file's
+            # blocks keeps overwrites fast.
+            if last.valid < last.file_size and clean_end != end:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.ftruncate(fd, last.valid)
+                    if self._opts.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._active_size = last.valid
+        with self._seg_lock:
+            self._segments = kept
+        if broken_at is not None and self._opts.fsync:
+            _fsync_dir(self._dir)
+        self._scanned = True
+
+    def _retire(self, base: int) -> None:
+        """Turn a segment no longer needed into a spare, or delete it when enough are kept."""
+        path = self._dir / segment_name(base)
+        with self._seg_lock:
+            keep = len(self._segments) + len(self._spares) < self._max_files
+            if keep:
+                spare = self._dir / f"spare-{self._spare_seq:08d}{_SPARE_SUFFIX}"
+                self._spare_seq += 1
+        try:
+            if keep:
+                os.rename(path, spare)
+                with self._seg_lock:
+                    self._spares.append(spare)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if not self._recovered:
-            async for _ in self.recover():
+        if self._closed or self._closing:
+            raise Closed(f"WAL {self._name} is closed")
+        if self._thread is not None:
+            raise RuntimeError("start() runs once")
+        self._recovering = True
+        if not self._scanned:
+            async for _ in self._scan(collect=False):
                 pass
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._open_active)
-        self._thread = threading.Thread(target=self._writer, name=f"wal-writer:{self._dir}",
-                                        daemon=True)
+        # From here on a crash is not a clean shutdown.
+        await self._write_checkpoint(_Checkpoint(self._trim))
+        with self._seg_lock:
+            active = self._segments[-1] if self._segments else None
+        if active is not None:
+            self._seg_base, self._seg_pos = active, self._active_size
+            self._fd = await asyncio.to_thread(
+                os.open, self._dir / segment_name(active), os.O_WRONLY
+            )
+        self._thread = threading.Thread(
+            target=self._writer, name=f"wal-writer:{self._dir.name}", daemon=True
+        )
         self._thread.start()
 
-    def _open_active(self) -> None:
-        if not self._segments or self._segment_size >= self._opts.segment_bytes:
-            self._roll()
+    async def close(self) -> None:
+        """Write what is queued, record a clean shutdown, release the directory."""
+        if self._closed or self._closing:
             return
-        path = self._dir / _segment_name(self._segments[-1])
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def _roll(self) -> None:
+        self._closing = True
+        await self._space.close()  # appends waiting for space fail with Closed
+        if self._thread is not None:
+            with self._cv:
+                self._cv.notify_all()
+            await asyncio.to_thread(self._thread.join)
+            await asyncio.sleep(0)  # let the writer's last completions run
+        if self._scanned and self._failure is None:
+            await self._write_checkpoint(_Checkpoint(self._trim, self._next))
         if self._fd >= 0:
             os.close(self._fd)
-        first = self._disk_next
-        path = self._dir / _segment_name(first)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+        self._closed = True
+
+    async def _write_checkpoint(self, checkpoint: _Checkpoint) -> None:
+        async with self._checkpoint_lock:
+            await asyncio.to_thread(self._write_checkpoint_sync, checkpoint)
+            self._checkpoint = checkpoint
+
+    def _write_checkpoint_sync(self, checkpoint: _Checkpoint) -> None:
+        tmp = self._dir / (CHECKPOINT_NAME + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, checkpoint.encode())
+            if self._opts.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._dir / CHECKPOINT_NAME)
         if self._opts.fsync:
             _fsync_dir(self._dir)
-        self._segments.append(first)
-        self._segment_size = 0
 
     # -- appends ---------------------------------------------------------------------------------
 
     async def append(self, body: bytes | memoryview) -> int:
-        if self._closed or self._closing:
-            raise Closed(f"WAL {self._dir} is closed")
+        if self._closing or self._closed:
+            raise Closed(f"WAL {self._name} is closed")
         if self._failure is not None:
-            raise Unavailable(f"WAL {self._dir} failed earlier: {self._failure}")
+            raise Unavailable(f"WAL {self._name} refuses appends after a failed write: "
+                              f"{self._failure}")
         if self._thread is None:
             raise RuntimeError("append() before start()")
-        size = len(body) + HEADER_SIZE
-        if size > self._opts.capacity_bytes:
-            raise WalFull(f"record of {size} bytes exceeds the WAL capacity")
-        if self._used + size > self._opts.capacity_bytes:
-            await self._wait_for_space(size)
+        size = HEADER_SIZE + len(body)
+        capacity = self._opts.capacity_bytes
+        if size > capacity:
+            raise WalFull(f"a record of {size} bytes exceeds the capacity of WAL {self._name} "
+                          f"({capacity} bytes)")
+        if self._space.waiting or self._next - self._trim + size > capacity:
+            await self._space.reserve(
+                lambda: self._next - self._trim + size <= capacity,
+                lambda: f"{self._next - self._trim} of {capacity} bytes used",
+            )
+            if self._closing:  # closed while this append waited for space
+                raise Closed(f"WAL {self._name} is closed")
         assert self._loop is not None
         item = _Item(self._next, body, self._loop.create_future())
-        self._next += 1
-        self._appends += 1
-        self._account(item.offset, size)
-        with self._lock:
+        self._next += size
+        with self._cv:
             self._queue.append(item)
             self._queue_bytes += size
-            self._lock.notify()
+            self._cv.notify()
         return await item.future
 
-    def _account(self, offset: int, size: int) -> None:
-        # A mark every _MARK_BYTES lets trim free space at that granularity with a small index.
-        if not self._marks or self._written - self._marks[-1][1] >= self._mark_bytes:
-            self._marks.append((offset, self._written))
-        self._written += size
-
-    @property
-    def _used(self) -> int:
-        return self._written - self._trimmed_bytes
-
-    async def _wait_for_space(self, size: int) -> None:
-        await self._space.wait_until(
-            lambda: self._used + size <= self._opts.capacity_bytes,
-            lambda: f"{self._used} of {self._opts.capacity_bytes} bytes",
-        )
-
     def _writer(self) -> None:
-        """The one thread that writes and syncs; completes appends in order via the loop."""
+        """The one thread that writes and syncs; completes each batch on the loop, in order."""
+        max_bytes = self._opts.max_batch_bytes
+        delay = self._opts.max_batch_delay_us / 1e6
+        loop = self._loop
+        assert loop is not None
         while True:
-            with self._lock:
+            with self._cv:
                 while not self._queue and not self._closing:
-                    self._lock.wait()
-                if not self._queue and self._closing:
+                    self._cv.wait()
+                if not self._queue:
                     return
-                count, batch_bytes = 0, 0
-                for item in self._queue:
-                    if count and batch_bytes >= self._opts.max_batch_bytes:
-                        break
-                    count += 1
-                    batch_bytes += len(item.body) + HEADER_SIZE
-                batch = self._queue[:count]
-                del self._queue[:count]
+                if delay and not self._closing:
+                    deadline = time.monotonic() + delay
+                    while self._queue_bytes < max_bytes and not self._closing:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cv.wait(remaining)
+                if self._queue_bytes <= max_bytes:  # the common case: take it all
+                    batch, self._queue = self._queue, []
+                    batch_bytes = self._queue_bytes
+                else:
+                    count = batch_bytes = 0
+                    for item in self._queue:
+                        if batch_bytes >= max_bytes:
+                            break
+                        count += 1
+                        batch_bytes += HEADER_SIZE + len(item.body)
+                    batch = self._queue[:count]
+                    del self._queue[:count]
                 self._queue_bytes -= batch_bytes
-            error: Exception | None = self._failure
+            error = self._failure
             if error is None:
                 try:
                     self._write_batch(batch, batch_bytes)
-                except OSError as exc:
-                    error = exc
-                    self._failure = exc
-                    log.error("WAL %s: write/fsync failed, refusing further appends: %s",
-                              self._dir, exc)
-            assert self._loop is not None
+                except BaseException as exc:  # even a bug must not acknowledge anything
+                    error = self._failure = exc
+                    log.error("WAL %s: write or fsync failed; failing this and every later "
+                              "append: %r", self._name, exc)
             try:
-                self._loop.call_soon_threadsafe(self._complete, batch, error)
-            except RuntimeError:  # loop closed: nobody is waiting any more
+                loop.call_soon_threadsafe(self._complete, batch, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
                 return
 
     def _write_batch(self, batch: list[_Item], batch_bytes: int) -> None:
-        if self._segment_size >= self._opts.segment_bytes:
-            self._disk_next = batch[0].offset
-            self._roll()
+        first = batch[0].offset
+        if self._fd < 0 or self._seg_pos >= self._opts.segment_bytes:
+            self._roll(first)
+        if first != self._seg_base + self._seg_pos:
+            raise RuntimeError(f"offset {first} does not follow {self._seg_base + self._seg_pos}")
+        # Headers and small bodies are packed into one reused buffer; large bodies are written
+        # from the caller's memory. A batch is then a handful of iovecs, not two per record.
+        staged = sum(HEADER_SIZE + (n if n <= _COPY_MAX else 0)
+                     for n in (len(item.body) for item in batch))
+        if len(self._staging) < staged:
+            self._staging = bytearray(max(staged, 2 * len(self._staging)))
+        staging = self._staging
+        view = memoryview(staging)
         buffers: list[bytes | memoryview] = []
+        run_start = at = 0
         for item in batch:
-            buffers.append(encode_header(item.offset, item.body))
-            if len(item.body):
-                buffers.append(item.body)
-        buffers.reverse()  # pop from the end: O(1) per buffer
-        while buffers:
-            # writev takes at most IOV_MAX (1024) buffers and may write partially.
-            written = os.writev(self._fd, buffers[: -1025 : -1])
-            while written:
-                last = buffers[-1]
-                if written >= len(last):
-                    written -= len(last)
-                    buffers.pop()
-                else:
-                    buffers[-1] = memoryview(last)[written:]
-                    written = 0
+            body = item.body
+            size = len(body)
+            _HEAD.pack_into(staging, at, MAGIC, size, item.offset, crc32c.crc32c(body))
+            _U32.pack_into(staging, at + _HEAD_SIZE, crc32c.crc32c(view[at : at + _HEAD_SIZE]))
+            at += HEADER_SIZE
+            if size <= _COPY_MAX:
+                staging[at : at + size] = body
+                at += size
+            else:
+                buffers.append(view[run_start:at])
+                buffers.append(body)
+                run_start = at
+        if at > run_start:
+            buffers.append(view[run_start:at])
+        self._pwrite_all(buffers, self._seg_pos)
+        del buffers, view  # release the buffer's exports so it can grow next time
         if self._opts.fsync:
             os.fdatasync(self._fd)
+        self._seg_pos += batch_bytes
         self._syncs += 1
-        self._segment_size += batch_bytes
-        self._disk_next = batch[-1].offset + 1
 
-    def _complete(self, batch: list[_Item], error: Exception | None) -> None:
+    def _pwrite_all(self, buffers: list[bytes | memoryview], position: int) -> None:
+        start = 0
+        while start < len(buffers):
+            chunk = buffers[start : start + _IOV_MAX]
+            written = os.pwritev(self._fd, chunk, position)
+            position += written
+            # A short write: skip what was written and retry the rest.
+            for buf in chunk:
+                if written >= len(buf):
+                    written -= len(buf)
+                    start += 1
+                    continue
+                if written:
+                    buffers[start] = memoryview(buf)[written:]
+                break
+
+    def _roll(self, base: int) -> None:
+        """Start a new active segment at ``base``, reusing a spare file when there is one."""
+        path = self._dir / segment_name(base)
+        with self._seg_lock:
+            spare = self._spares.pop() if self._spares else None
+            self._segments.append(base)
+        if spare is not None:
+            os.rename(spare, path)
+            fd = os.open(path, os.O_WRONLY)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # The new name must be durable before a record in it is acknowledged.
+        if self._opts.fsync:
+            _fsync_dir(self._dir)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._seg_base, self._seg_pos = fd, base, 0
+
+    def _complete(self, batch: list[_Item], error: BaseException | None) -> None:
+        if error is None:
+            self._appends += len(batch)
+            for item in batch:
+                if not item.future.done():  # a cancelled append is still written, not awaited
+                    item.future.set_result(item.offset)
+            return
         for item in batch:
-            if item.future.done():
-                continue
-            if error is None:
-                item.future.set_result(item.offset)
-            else:
-                item.future.set_exception(
-                    Unavailable(f"WAL {self._dir}: write or fsync failed: {error}")
-                )
+            if not item.future.done():
+                item.future.set_exception(Unavailable(
+                    f"WAL {self._name}: write or fsync failed, the record is not durable: {error}"
+                ))
 
     # -- trim ------------------------------------------------------------------------------------
 
     async def trim(self, offset: int) -> None:
+        if self._closed:
+            raise Closed(f"WAL {self._name} is closed")
         offset = min(offset, self._next)
         if offset <= self._trim:
             return
         self._trim = offset
-        await asyncio.to_thread(self._persist_trim_and_delete, offset)
-        while len(self._marks) > 1 and self._marks[1][0] <= offset:
-            self._marks.popleft()
-        if self._marks and self._marks[0][0] <= offset:
-            self._trimmed_bytes = max(self._trimmed_bytes, self._marks[0][1])
-        if offset >= self._next:
-            self._trimmed_bytes = self._written
         await self._space.release()
+        async with self._checkpoint_lock:
+            if self._checkpoint.trim >= offset:
+                return  # a later trim persisted a higher offset while this one waited
+            checkpoint = _Checkpoint(self._trim)
+            await asyncio.to_thread(self._write_checkpoint_sync, checkpoint)
+            self._checkpoint = checkpoint
+            await asyncio.to_thread(self._recycle_below, checkpoint.trim)
 
-    def _persist_trim_and_delete(self, offset: int) -> None:
-        tmp = self._dir / "trim.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(f"{offset}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._dir / "trim")
-        _fsync_dir(self._dir)
-        with self._lock:
-            # Never delete the active segment (the writer appends to it).
-            doomed = [
-                first
-                for first, following in zip(self._segments, self._segments[1:], strict=False)
-                if following <= offset
-            ]
-            self._segments = [s for s in self._segments if s not in set(doomed)]
-        for first in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._dir / _segment_name(first))
-
-    # -- shutdown --------------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closing = True
-        with self._lock:
-            self._lock.notify_all()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            # Let completions scheduled by the writer thread run before we report closed.
-            await asyncio.sleep(0)
-        self._closed = True
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        await self._space.close()
+    def _recycle_below(self, trim: int) -> None:
+        with self._seg_lock:
+            segments = self._segments
+            doomed = 0
+            # Never the active (last) segment: the writer appends to it.
+            while doomed + 1 < len(segments) and segments[doomed + 1] <= trim:
+                doomed += 1
+            bases = segments[:doomed]
+            self._segments = segments[doomed:]
+        for base in bases:
+            self._retire(base)
 
     def stats(self) -> WalStats:
-        return WalStats(self._opts.capacity_bytes, self._used, self._appends, self._syncs)
+        return WalStats(
+            capacity=self._opts.capacity_bytes,
+            used=self._next - self._trim,
+            appends=self._appends,
+            syncs=self._syncs,
+        )
 
 
 async def open_file_wal(options: FileWalOptions, context: NodeContext) -> FileWal:

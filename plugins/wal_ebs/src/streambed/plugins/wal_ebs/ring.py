@@ -313,8 +313,10 @@ class BlockWal:
         size = RECORD_HEADER + len(body)
         if _align_up(size) > self._capacity or size > self._max_batch:
             raise WalFull(f"record of {size} bytes exceeds the WAL capacity or max batch size")
-        if self._used + size > self._capacity:
+        if self._space.waiting or self._used + size > self._capacity:
             await self._wait_for_space(size)
+            if self._closed or self._closing:  # closed while this append waited for space
+                raise Closed(f"WAL {self._path} is closed")
         assert self._loop is not None
         # The writer thread assigns the offset: padding between batches depends on batching.
         item = _Item(-1, body, self._loop.create_future())
@@ -331,7 +333,7 @@ class BlockWal:
         return self._next - self._trim + self._pending + BLOCK
 
     async def _wait_for_space(self, size: int) -> None:
-        await self._space.wait_until(
+        await self._space.reserve(
             lambda: self._used + size <= self._capacity,
             lambda: f"{self._used} of {self._capacity} bytes",
         )

@@ -362,8 +362,10 @@ class ObjectWal:
         size = len(body) + _RECORD.size
         if size > self._capacity:
             raise WalFull(f"record of {size} bytes exceeds the WAL capacity {self._capacity}")
-        if self._used + size > self._capacity:
+        if self._space.waiting or self._used + size > self._capacity:
             await self._wait_for_space(size)
+            if self._closed:  # closed while this append waited for space
+                raise Closed(f"WAL {self._base} is closed")
         loop = asyncio.get_running_loop()
         pending = _Pending(self._next, body, loop.create_future())
         self._next += 1
@@ -378,7 +380,7 @@ class ObjectWal:
         return await pending.future
 
     async def _wait_for_space(self, size: int) -> None:
-        await self._space.wait_until(
+        await self._space.reserve(
             lambda: self._used + size <= self._capacity or self._failure is not None,
             lambda: f"{self._used} of {self._capacity} bytes",
         )
@@ -488,6 +490,7 @@ class ObjectWal:
             return
         self._seal()
         self._closed = True
+        await self._space.close()  # appends waiting for space fail with Closed
         if self._upload_tasks:
             _done, stuck = await asyncio.wait(set(self._upload_tasks), timeout=self._close_timeout)
             if stuck:
