@@ -8,12 +8,12 @@ only set an event; the shutdown path stops accepting, lets in-flight requests fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
 from typing import Any
 
+from streambed.broker.server.kafka import KafkaServer
 from streambed.core import __version__
 from streambed.core.config import ResolvedComponent, ResolvedConfig
 from streambed.core.context import NodeContext
@@ -59,7 +59,7 @@ class Broker:
         )
         self._opened: list[Any] = []
         self.engine: StreamEngine | None = None
-        self._servers: list[asyncio.Server] = []
+        self.kafka: KafkaServer | None = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -87,40 +87,20 @@ class Broker:
             time.monotonic() - started,
             len(self.engine.stream_ids()),
         )
-        for listener in settings.listeners:
-            _, _, address = listener.partition("://")
-            host, _, port = address.rpartition(":")
-            server = await asyncio.start_server(
-                self._on_connection, host.strip("[]") or None, int(port)
-            )
-            self._servers.append(server)
-            bound = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
-            log.info("listening on %s (%s)", listener, bound)
+        self.kafka = KafkaServer(settings, self.engine, metadata)
+        await self.kafka.start()
         self.host.broker_started(self.info)
         log.info("broker %d started", settings.node_id)
-        log.warning(
-            "the Kafka request handlers are not implemented yet: client connections are accepted "
-            "and closed (see the broker issue)"
-        )
-
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        # The Kafka protocol server replaces this in the broker issue.
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
 
     async def stop(self) -> None:
         log.info("broker %d stopping", self.info.node_id)
         self.host.broker_stopping(self.info)
-        for server in self._servers:
-            server.close()
-        for server in self._servers:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    server.wait_closed(), self.config.settings.broker.shutdown_timeout_s
-                )
+        if self.kafka is not None:
+            try:
+                await self.kafka.close()  # finishes in-flight requests
+            except Exception:
+                log.exception("closing the Kafka server failed")
+            self.kafka = None
         if self.engine is not None:
             try:
                 await self.engine.close()  # uploads pending data, closes the WAL

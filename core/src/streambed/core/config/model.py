@@ -52,6 +52,17 @@ class BrokerSection(BaseModel):
     )
     auto_create_topics: bool = Field(True, description="Create unknown topics on Metadata/Produce.")
     num_partitions: int = Field(1, ge=1, description="Partitions of auto-created topics.")
+    verify_records: bool = Field(
+        True,
+        description="Parse every record of a produced batch (decompressing it, up to a cap) "
+        "before accepting it, as Kafka does; off, only the batch header and CRC-32C are checked.",
+    )
+    kafka_configs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Kafka broker configs by their server.properties names (log.retention.hours, "
+        "group.initial.rebalance.delay.ms, ...): the static layer of DescribeConfigs, and the "
+        "defaults of topic configs.",
+    )
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="How long a graceful shutdown waits for in-flight work."
     )

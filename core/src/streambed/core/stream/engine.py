@@ -17,7 +17,7 @@ import collections
 import contextlib
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streambed.core.errors import Closed, DataError, Fenced, NotFound, StreambedError, Unavailable
@@ -30,12 +30,14 @@ from streambed.core.stream.clock import Clock, SystemClock
 from streambed.core.stream.settings import EngineSettings
 from streambed.core.wal.api import WriteAheadLog
 
-__all__ = ["WAL_HEADER", "OffsetOutOfRange", "Stream", "StreamEngine"]
+__all__ = ["WAL_HEADER", "OffsetOutOfRange", "OnAssign", "Stream", "StreamEngine"]
 
 log = logging.getLogger("streambed.engine")
 
 WAL_HEADER = struct.Struct(">QQQI")
 """WAL record body: stream id u64 | stream epoch u64 | base offset u64 | count u32 | payload."""
+OnAssign = Callable[[int, memoryview], None]
+"""``on_assign(base_offset, payload)``: see :meth:`Stream.append`."""
 _TAIL_GUESS = 64 * 1024  # one range read fetches footer + index of almost any object
 _MAX_CACHED_INDEXES = 4096
 
@@ -103,15 +105,27 @@ class Stream:
         return self._state.confirmed
 
     @property
+    def ranges(self) -> list[tuple[int, int, int, int]]:
+        """Ownership history ``(epoch, node, start, end)``, oldest first (the last range's end is
+        only final once another owner took over)."""
+        return list(self._state.meta.ranges)
+
+    @property
     def committed_offset(self) -> int:
         """Every offset below this is in object storage (the rest is in the WAL)."""
         return self._state.committed
 
-    async def append(self, payload: bytes | memoryview, count: int) -> int:
+    async def append(
+        self, payload: bytes | memoryview, count: int, *, on_assign: OnAssign | None = None
+    ) -> int:
         """Append one batch spanning ``count`` offsets; returns its base offset once durable.
 
-        Offsets are assigned at call time, so concurrent appends complete in call order."""
-        return await self._engine._append(self._state, payload, count)
+        Offsets are assigned in call order (an append waiting for log-cache space holds back the
+        ones after it), so concurrent appends complete in call order. ``on_assign(base, data)``
+        runs synchronously once the base offset is known, on the engine's own copy of the
+        payload, before it is written: a Kafka broker stamps the batch's base offset there, so the
+        WAL holds the stamped bytes and the payload is copied exactly once."""
+        return await self._engine._append(self._state, payload, count, on_assign)
 
     async def fetch(
         self, start: int, end: int | None = None, max_bytes: int = 1 << 20
@@ -168,6 +182,7 @@ class StreamEngine:
         self._blocks = BlockCache(self.settings.block_cache_bytes)
         self._pending_bytes = 0  # acknowledged, not yet in committed objects
         self._cached_bytes = 0  # everything in the log cache (pending or uploaded)
+        self._space_queue: collections.deque[object] = collections.deque()
         self._space_changed = asyncio.Event()  # set when log-cache room may have appeared
         self._upload_lock = asyncio.Lock()
         self._compaction_lock = asyncio.Lock()
@@ -312,12 +327,18 @@ class StreamEngine:
 
     # -- appends ---------------------------------------------------------------------------------
 
-    async def _append(self, state: _StreamState, payload: bytes | memoryview, count: int) -> int:
+    async def _append(
+        self,
+        state: _StreamState,
+        payload: bytes | memoryview,
+        count: int,
+        on_assign: OnAssign | None = None,
+    ) -> int:
         self._check_open(state)
         if count <= 0:
             raise ValueError("a batch spans at least one offset")
         size = len(payload)
-        if self._pending_bytes + size > self.settings.log_cache_bytes:
+        if self._space_queue or self._pending_bytes + size > self.settings.log_cache_bytes:
             await self._wait_for_space(size)
             self._check_open(state)
         if state.failed_at is not None:
@@ -331,6 +352,8 @@ class StreamEngine:
         WAL_HEADER.pack_into(body, 0, state.meta.id, state.meta.epoch, base, count)
         body[WAL_HEADER.size :] = payload
         try:
+            if on_assign is not None:
+                on_assign(base, memoryview(body)[WAL_HEADER.size :])
             try:
                 wal_offset = await self.wal.append(memoryview(body))
             except StreambedError as exc:
@@ -379,16 +402,27 @@ class StreamEngine:
         """Back-pressure: upload (or wait for the upload under way) until ``size`` bytes fit in
         the log cache. A failed upload fails the append with a retriable error: appends never
         queue without bound behind a medium that is down."""
-        while self._pending_bytes + size > self.settings.log_cache_bytes and self._pending_bytes:
-            self._check_live()
-            self._space_changed.clear()
-            if not self._upload_lock.locked() and any(
-                s.pending() for s in self._streams.values()
+        ticket = object()
+        self._space_queue.append(ticket)  # first come, first served: offsets stay in call order
+        try:
+            while self._space_queue[0] is not ticket or (
+                self._pending_bytes + size > self.settings.log_cache_bytes and self._pending_bytes
             ):
-                await self._upload()
-            else:
-                # An upload is under way, or the data is still in flight to the WAL.
-                await self._space_changed.wait()
+                self._check_live()
+                self._space_changed.clear()
+                if (
+                    self._space_queue[0] is ticket
+                    and not self._upload_lock.locked()
+                    and any(s.pending() for s in self._streams.values())
+                ):
+                    await self._upload()
+                else:
+                    # An upload is under way, the data is still in flight to the WAL, or an
+                    # earlier append is first in the queue.
+                    await self._space_changed.wait()
+        finally:
+            self._space_queue.remove(ticket)
+            self._space_changed.set()  # the next in the queue may go now
 
     async def _wait_for_data(self, state: _StreamState, offset: int, timeout: float) -> bool:
         if state.confirmed > offset:

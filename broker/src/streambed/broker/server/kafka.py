@@ -1,0 +1,180 @@
+"""The Kafka layer of a broker: domain services over the metadata store, the partition manager
+over the stream engine, the handler table and the listeners.
+
+Start order: broker configs → topics (finishing interrupted creations/deletions) → partitions
+(opening the streams this node leads, replaying producer state) → groups → listeners. Stop order
+is the reverse, with the listeners finishing in-flight requests first.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from collections.abc import Mapping
+
+from streambed.broker.domain.broker_configs import BrokerConfigs
+from streambed.broker.domain.clock import SystemClock
+from streambed.broker.domain.groups import GroupConfig, GroupCoordinator
+from streambed.broker.domain.producer_ids import ProducerIdManager
+from streambed.broker.domain.producers import ProducerSnapshotStore
+from streambed.broker.domain.topics import TopicManager
+from streambed.broker.protocol.messages import SUPPORTED_VERSIONS
+from streambed.broker.protocol.messages.api_versions import ApiVersion
+from streambed.broker.server.context import Endpoint, Handler, Services
+from streambed.broker.server.network import KafkaListener
+from streambed.broker.server.partitions import PartitionManager
+from streambed.core.config.model import BrokerSection
+from streambed.core.metadata.api import Compare, MetadataStore, Put
+from streambed.core.stream.engine import StreamEngine
+
+__all__ = ["KafkaServer", "parse_listener"]
+
+log = logging.getLogger("streambed.broker")
+
+_CLUSTER_ID_KEY = "kafka/cluster-id"
+
+
+def parse_listener(listener: str) -> tuple[str, str, int]:
+    """``NAME://host:port`` → ``(name, host, port)``."""
+    name, _, address = listener.partition("://")
+    host, _, port = address.rpartition(":")
+    return name, host.strip("[]"), int(port)
+
+
+async def load_cluster_id(store: MetadataStore) -> str:
+    """The cluster id, created by the first broker that starts on this metadata store."""
+    kv = await store.get(_CLUSTER_ID_KEY)
+    if kv is not None:
+        return kv.value.decode()
+    fresh = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    result = await store.txn(
+        [Compare(_CLUSTER_ID_KEY, "==", 0)], [Put(_CLUSTER_ID_KEY, fresh.encode())]
+    )
+    if result.succeeded:
+        log.info("new cluster id %s", fresh)
+        return fresh
+    kv = await store.get(_CLUSTER_ID_KEY)
+    assert kv is not None
+    return kv.value.decode()
+
+
+def _int_config(configs: Mapping[str, str], name: str, default: int) -> int:
+    raw = configs.get(name)
+    return default if raw is None else int(raw)
+
+
+class KafkaServer:
+    def __init__(self, settings: BrokerSection, engine: StreamEngine, store: MetadataStore) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.services: Services | None = None
+        self.listener: KafkaListener | None = None
+        self.bound: list[tuple[str, int]] = []
+
+    async def start(self) -> None:
+        settings = self.settings
+        node_id = settings.node_id
+        static = dict(settings.kafka_configs)
+        clock = SystemClock()
+        broker_configs = BrokerConfigs(self.store, node_id=node_id, static=static)
+        await broker_configs.load()
+        cluster_id = await load_cluster_id(self.store)
+        partitions_ref: list[PartitionManager] = []
+
+        class _Allocator:
+            async def create_stream(self) -> int:
+                return await partitions_ref[0].create_stream()
+
+            async def delete_stream(self, stream_id: int) -> None:
+                await partitions_ref[0].delete_stream(stream_id)
+
+        topics = TopicManager(self.store, _Allocator(), broker_configs, node_id=node_id)
+        partitions = PartitionManager(
+            self.engine,
+            topics,
+            ProducerSnapshotStore(self.store),
+            node_id=node_id,
+            producer_id_expiration_ms=_int_config(
+                static, "transactional.id.expiration.ms", 86_400_000
+            ),
+            verify_records=settings.verify_records,
+        )
+        partitions_ref.append(partitions)
+        await topics.start()
+        await partitions.start()
+        groups = GroupCoordinator(
+            self.store,
+            config=GroupConfig(
+                initial_rebalance_delay_ms=_int_config(
+                    static, "group.initial.rebalance.delay.ms", 3_000
+                ),
+                min_session_timeout_ms=_int_config(static, "group.min.session.timeout.ms", 6_000),
+                max_session_timeout_ms=_int_config(
+                    static, "group.max.session.timeout.ms", 1_800_000
+                ),
+            ),
+            clock=clock,
+        )
+        await groups.start()
+        # The first listener is the one clients are told about unless advertised ones are set.
+        advertised = (settings.advertised_listeners or settings.listeners)[0]
+        _, adv_host, adv_port = parse_listener(advertised)
+        if adv_host in ("", "0.0.0.0", "::"):
+            adv_host = "127.0.0.1"
+        services = Services(
+            node_id=node_id,
+            cluster_id=cluster_id,
+            endpoint=Endpoint(node_id, adv_host, adv_port),
+            settings=settings,
+            store=self.store,
+            engine=self.engine,
+            topics=topics,
+            broker_configs=broker_configs,
+            groups=groups,
+            producer_ids=ProducerIdManager(self.store, clock=clock),
+            partitions=partitions,
+            clock=clock,
+        )
+        self.services = services
+        table = self._handlers(services)
+        self.listener = KafkaListener(
+            table,
+            {k: SUPPORTED_VERSIONS[k] for k in table if k in SUPPORTED_VERSIONS},
+            max_request_size=settings.max_request_bytes,
+        )
+        bound: list[tuple[str, int]] = []
+        for listener in settings.listeners:
+            _, host, port = parse_listener(listener)
+            server = await self.listener.listen(host or None, port)
+            for sock in server.sockets:
+                bound.append(sock.getsockname()[:2])
+            log.info("listening on %s (%s)", listener,
+                     ", ".join(str(s.getsockname()[:2]) for s in server.sockets))
+        self.bound = bound
+        if adv_port == 0 and bound:  # an ephemeral port (tests): advertise what was bound
+            services.endpoint = Endpoint(node_id, adv_host, bound[0][1])
+
+    def _handlers(self, services: Services) -> dict[int, Handler]:
+        from streambed.broker.handlers import admin, core, fetch, groups
+
+        def versions() -> list[ApiVersion]:
+            assert self.listener is not None
+            return self.listener.api_version_list()
+
+        table: dict[int, Handler] = {}
+        table.update(core.handlers(services, versions))
+        table.update(fetch.handlers(services))
+        table.update(groups.handlers(services))
+        table.update(admin.handlers(services))
+        return table
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close(self.settings.shutdown_timeout_s)
+            self.listener = None
+        if self.services is not None:
+            await self.services.groups.close()
+            await self.services.partitions.close()
+            self.services = None

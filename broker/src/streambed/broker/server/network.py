@@ -1,0 +1,250 @@
+"""The Kafka listener: asyncio connections on the sans-I/O codec.
+
+Per connection, requests are decoded as bytes arrive and each starts its handler at once, in
+arrival order, so a pipelining producer's batches reach the engine in order (the produce handler
+does everything up to ``stream.append`` without awaiting). Responses are written strictly in
+request order by one writer task per connection. At most ``max_in_flight`` requests of a
+connection are in progress; beyond that the connection stops reading (TCP pushes back on the
+client), and the writer waits for the socket to drain (a slow reader pushes back on us).
+
+Bad bytes close only that connection, after one log line; unsupported versions of ApiVersions get
+Kafka's v0 answer with UNSUPPORTED_VERSION and the supported list (KIP-511).
+
+Graceful shutdown: stop accepting, stop reading, let the requests already read finish and their
+responses be written (bounded by a timeout), then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from streambed.broker.protocol.codec import Request
+from streambed.broker.protocol.connection import NEED_DATA, ServerConnection
+from streambed.broker.protocol.errors import (
+    ErrorCode,
+    FrameTooLarge,
+    ProtocolError,
+    UnsupportedApi,
+)
+from streambed.broker.protocol.headers import API_VERSIONS_KEY
+from streambed.broker.protocol.messages.api_versions import ApiVersion, ApiVersionsResponse
+from streambed.broker.server.context import Handler, RequestContext
+
+__all__ = ["NO_RESPONSE", "KafkaListener"]
+
+log = logging.getLogger("streambed.broker.network")
+
+NO_RESPONSE: Final = object()
+"""Returned by a handler for a request that gets no response (Produce with acks=0)."""
+
+_READ_SIZE = 256 * 1024
+
+
+class _Connection:
+    def __init__(
+        self,
+        listener: KafkaListener,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.codec = ServerConnection(
+            max_request_size=listener.max_request_size, versions=listener.versions
+        )
+        self.queue: asyncio.Queue[tuple[Request | None, asyncio.Future[Any]]] = asyncio.Queue(
+            listener.max_in_flight
+        )
+        self.closing = False
+
+    async def run(self) -> None:
+        writer_task = asyncio.create_task(self._write_loop())
+        try:
+            await self._read_loop()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass  # shutdown: stop reading, finish what was read
+        finally:
+            # Let queued requests finish and their responses go out (shutdown bounds this).
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait((None, done))
+            with contextlib.suppress(BaseException):
+                await writer_task
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+
+    async def _read_loop(self) -> None:
+        codec = self.codec
+        while not self.closing:
+            data = await self.reader.read(_READ_SIZE)
+            if not data:
+                return
+            codec.receive_data(data)
+            while not self.closing:
+                try:
+                    request = codec.next_request()
+                except UnsupportedApi as exc:
+                    if exc.api_key == API_VERSIONS_KEY:
+                        await self._unsupported_api_versions(exc)
+                        continue
+                    log.warning("closing connection from %s: %s", self.peer, exc)
+                    return
+                except FrameTooLarge as exc:
+                    log.warning("closing connection from %s: %s", self.peer, exc)
+                    return
+                except ProtocolError as exc:
+                    log.warning("closing connection from %s: bad request: %s", self.peer, exc)
+                    return
+                if request is NEED_DATA:
+                    break
+                await self._dispatch(request)
+
+    async def _dispatch(self, request: Request) -> None:
+        handler = self.listener.handlers.get(request.api_key)
+        ctx = RequestContext(
+            request.api_key,
+            request.api_version,
+            request.correlation_id,
+            request.client_id,
+            self.peer,
+        )
+        if handler is None:  # decodable but not served: the codec's table is a superset
+            log.warning(
+                "closing connection from %s: API key %d is not served", self.peer, request.api_key
+            )
+            self.closing = True
+            return
+        task = asyncio.ensure_future(handler(ctx, request.body))
+        await self.queue.put((request, task))
+
+    async def _unsupported_api_versions(self, exc: UnsupportedApi) -> None:
+        body = ApiVersionsResponse(
+            error_code=ErrorCode.UNSUPPORTED_VERSION, api_keys=self.listener.api_version_list()
+        )
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(body)
+        await self.queue.put((Request(exc.header, None, 0), done))
+
+    async def _write_loop(self) -> None:
+        writer = self.writer
+        while True:
+            request, task = await self.queue.get()
+            if request is None:
+                return
+            try:
+                body = await task
+            except Exception:
+                log.exception(
+                    "request %s v%d from %s (client %s) failed; closing the connection",
+                    request.api_key,
+                    request.api_version,
+                    self.peer,
+                    request.client_id,
+                )
+                self._abort()
+                return
+            if body is NO_RESPONSE:
+                continue
+            try:
+                writer.writelines(self.codec.encode_response(request, body))
+                await writer.drain()
+            except ConnectionError:
+                self._abort()
+                return
+
+    def _abort(self) -> None:
+        self.closing = True
+        self.writer.close()
+        # Handlers still queued run to completion (their effects must not be half-done).
+        while not self.queue.empty():
+            _, task = self.queue.get_nowait()
+            task.add_done_callback(_ignore_result)
+
+
+def _ignore_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class KafkaListener:
+    """Accepts Kafka connections on the configured listeners."""
+
+    def __init__(
+        self,
+        handlers: Mapping[int, Handler],
+        versions: Mapping[int, tuple[int, int]],
+        *,
+        max_request_size: int,
+        max_in_flight: int = 64,
+    ) -> None:
+        self.handlers = dict(handlers)
+        self.versions = dict(versions)
+        self.max_request_size = max_request_size
+        self.max_in_flight = max_in_flight
+        self._servers: list[asyncio.Server] = []
+        self._connections: dict[_Connection, asyncio.Task[None]] = {}
+
+    def api_version_list(self) -> list[ApiVersion]:
+        return [
+            ApiVersion(key, low, high) for key, (low, high) in sorted(self.versions.items())
+        ]
+
+    async def listen(self, host: str | None, port: int) -> asyncio.Server:
+        server = await asyncio.start_server(
+            self._accept, host, port, limit=_READ_SIZE, backlog=1024
+        )
+        self._servers.append(server)
+        return server
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                import socket
+
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = _Connection(self, reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[connection] = task
+        log.debug("connection from %s", connection.peer)
+        try:
+            await connection.run()
+        finally:
+            self._connections.pop(connection, None)
+
+    async def close(self, timeout: float) -> None:
+        """Stop accepting, stop reading, finish in-flight requests (up to ``timeout``)."""
+        for server in self._servers:
+            server.close()
+        tasks = list(self._connections.values())
+        for connection in list(self._connections):
+            connection.closing = True
+        for task in tasks:
+            task.cancel()  # interrupts the read; run() then drains what was read
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=timeout)
+            if stuck:
+                log.warning("%d connection(s) still busy after %.0f s; closing them", len(stuck),
+                            timeout)
+                for connection in list(self._connections):
+                    connection.writer.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        self._servers.clear()

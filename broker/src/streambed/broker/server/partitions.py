@@ -1,0 +1,398 @@
+"""Kafka partitions on engine streams: one stream per partition, owned by the partition's leader.
+
+A :class:`Partition` couples an open :class:`~streambed.core.stream.engine.Stream` with what Kafka
+keeps next to a log: the leader epoch, the idempotent-producer state and the topic's config. The
+:class:`PartitionManager` opens the partitions this node leads (at start-up and when topics are
+created), closes and deletes them, and saves producer snapshots so that a restart replays only the
+batches appended since the last snapshot.
+
+Produce path, per partition: validate the batch (header, CRC-32C, counts, size) in the request's
+own memory → check the producer's sequence → ``stream.append`` with an ``on_assign`` callback that
+stamps the base offset and leader epoch into the engine's copy (the only copy) → acknowledge once
+the WAL says durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streambed.broker.domain.errors import ErrorCode, KafkaError
+from streambed.broker.domain.producers import (
+    BatchMeta,
+    Duplicate,
+    PartitionProducerState,
+    ProducerSnapshotStore,
+)
+from streambed.broker.domain.topics import NewTopic, TopicConfig, TopicInfo, TopicManager
+from streambed.broker.protocol.errors import ErrorCode as WireError
+from streambed.broker.protocol.records import RecordBatch, iter_batches
+from streambed.core.errors import Closed, Fenced, NotFound, StreambedError
+from streambed.core.stream.engine import OffsetOutOfRange, Stream, StreamEngine
+
+__all__ = ["AppendResult", "Partition", "PartitionManager"]
+
+log = logging.getLogger("streambed.broker.partitions")
+
+_SNAPSHOT_INTERVAL_S = 10.0
+_REPLAY_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    log_append_time: int
+    log_start_offset: int
+
+
+def batch_meta(batch: RecordBatch) -> BatchMeta:
+    return BatchMeta(
+        batch.producer_id,
+        batch.producer_epoch,
+        batch.base_sequence,
+        batch.last_offset_delta,
+        batch.max_timestamp,
+        batch.is_transactional,
+    )
+
+
+class Partition:
+    """One partition this node leads."""
+
+    def __init__(
+        self,
+        topic: str,
+        index: int,
+        topic_id: uuid.UUID,
+        stream: Stream,
+        leader_epoch: int,
+        config: TopicConfig,
+        producers: PartitionProducerState,
+    ) -> None:
+        self.topic = topic
+        self.index = index
+        self.topic_id = topic_id
+        self.stream = stream
+        self.leader_epoch = leader_epoch
+        self.config = config
+        self.producers = producers
+        self.bytes_appended = 0
+        self._snapshot_end = producers.durable_end
+
+    def __repr__(self) -> str:
+        return f"Partition({self.topic}-{self.index}, stream {self.stream_id})"
+
+    @property
+    def stream_id(self) -> int:
+        return self.stream.id
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.stream.start_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self.stream.next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        """Approximate bytes held: what this broker appended since it opened the partition
+        (object sizes per stream are not tracked yet)."""
+        return self.bytes_appended
+
+    # -- produce ----------------------------------------------------------------------------
+
+    def validate(self, records: memoryview, verify_records: bool) -> RecordBatch:
+        """The one batch of a produce request for this partition, validated in place."""
+        batches = list(iter_batches(records))
+        if len(batches) != 1:
+            raise KafkaError(
+                ErrorCode.INVALID_RECORD,
+                f"Produce requests must hold exactly one record batch per partition, "
+                f"got {len(batches)}",
+            )
+        batch = batches[0]
+        batch.validate(
+            max_batch_size=self.config.max_message_bytes, verify_records=verify_records
+        )
+        return batch
+
+    async def append(self, batch: RecordBatch, now_ms: int) -> AppendResult:
+        """Append a validated batch; answers a duplicate with the original offset."""
+        meta = batch_meta(batch)
+        duplicate = self.producers.check(meta)
+        if duplicate is not None:
+            return await self._answer_duplicate(duplicate)
+        log_append_time = -1
+        if self.config.message_timestamp_type == "LogAppendTime":
+            batch.stamp_log_append_time(now_ms)
+            log_append_time = now_ms
+        epoch = self.leader_epoch
+        producers = self.producers
+
+        def assign(base: int, data: memoryview) -> None:
+            RecordBatch(data).stamp(base, epoch)
+            producers.apply(meta, base)
+
+        try:
+            base = await self.stream.append(
+                batch.data, batch.last_offset_delta + 1, on_assign=assign
+            )
+        except BaseException:
+            # Applied but never durable; the engine fails every later append of this stream too,
+            # so the producer retries them all from the last acknowledged sequence.
+            producers.discard_pending()
+            raise
+        producers.advance_durable(self.stream.next_offset)
+        self.bytes_appended += batch.size
+        return AppendResult(base, log_append_time, self.log_start_offset)
+
+    async def _answer_duplicate(self, duplicate: Duplicate) -> AppendResult:
+        if not duplicate.durable:
+            # The original is still in flight: answer once it is acknowledged.
+            deadline = time.monotonic() + 30
+            while self.high_watermark <= duplicate.last_offset:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KafkaError(
+                        ErrorCode.REQUEST_TIMED_OUT,
+                        "the original of a retried batch is not durable yet",
+                    )
+                await self.stream.wait_for(duplicate.last_offset, remaining)
+        return AppendResult(duplicate.base_offset, -1, self.log_start_offset)
+
+    # -- records removal --------------------------------------------------------------------
+
+    async def delete_records(self, offset: int) -> int:
+        """DeleteRecords: move the log start to ``offset`` (-1: the high watermark)."""
+        hw = self.high_watermark
+        if offset == -1:
+            offset = hw
+        if offset < 0 or offset > hw:
+            raise KafkaError(
+                ErrorCode.OFFSET_OUT_OF_RANGE,
+                f"offset {offset} is outside [0, {hw}] of {self.topic}-{self.index}",
+            )
+        if offset > self.log_start_offset:
+            await self.stream.trim(offset)
+        return self.log_start_offset
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def replay_producers(self) -> int:
+        """Rebuild producer state from the snapshot's offset to the high watermark."""
+        position = max(self.producers.durable_end, self.log_start_offset)
+        replayed = 0
+        end = self.high_watermark
+        while position < end:
+            batches = await self.stream.fetch(position, end, _REPLAY_CHUNK)
+            if not batches:
+                break
+            for batch in batches:
+                for record_batch in iter_batches(memoryview(batch.payload)):
+                    base = record_batch.base_offset
+                    if base + record_batch.last_offset_delta >= position:
+                        self.producers.replay(batch_meta(record_batch), base)
+                        replayed += 1
+                position = batch.end
+        self.producers.advance_durable(end)
+        return replayed
+
+    def snapshot_due(self) -> bool:
+        return self.producers.durable_end > self._snapshot_end
+
+    def snapshot_taken(self, end: int) -> None:
+        self._snapshot_end = end
+
+
+class PartitionManager:
+    """The partitions this node leads, and the adapter the topic manager creates streams with."""
+
+    def __init__(
+        self,
+        engine: StreamEngine,
+        topics: TopicManager,
+        snapshots: ProducerSnapshotStore,
+        *,
+        node_id: int,
+        producer_id_expiration_ms: int = 86_400_000,
+        verify_records: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.topics = topics
+        self.snapshots = snapshots
+        self.node_id = node_id
+        self.verify_records = verify_records
+        self._expiration_ms = producer_id_expiration_ms
+        self._partitions: dict[tuple[str, int], Partition] = {}
+        self._by_stream: dict[int, Partition] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    # -- StreamAllocator (used by TopicManager) ---------------------------------------------
+
+    async def create_stream(self) -> int:
+        return await self.engine.create_stream()
+
+    async def delete_stream(self, stream_id: int) -> None:
+        partition = self._by_stream.pop(stream_id, None)
+        if partition is not None:
+            self._partitions.pop((partition.topic, partition.index), None)
+            await partition.stream.delete()
+            return
+        meta = await self.engine.meta.get_stream(stream_id)
+        if meta.state == "deleted":
+            raise NotFound(f"stream {stream_id} does not exist")
+        stream = await self.engine.open_stream(stream_id, meta.epoch + 1)
+        await stream.delete()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open every partition this node leads (after ``topics.start()``)."""
+        began = time.monotonic()
+        for info in self.topics.topics():
+            await self._open_topic(info)
+        log.info(
+            "opened %d partitions in %.2f s", len(self._partitions), time.monotonic() - began
+        )
+        self._task = asyncio.create_task(self._snapshot_loop(), name="producer-snapshots")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.save_snapshots()
+        self._partitions.clear()
+        self._by_stream.clear()
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_SNAPSHOT_INTERVAL_S)
+            try:
+                await self.save_snapshots()
+            except Exception:
+                log.warning("saving producer snapshots failed; will retry", exc_info=True)
+
+    async def save_snapshots(self) -> int:
+        saved = 0
+        now_ms = int(time.time() * 1000)
+        for partition in list(self._partitions.values()):
+            partition.producers.expire(now_ms)
+            if not partition.snapshot_due():
+                continue
+            snapshot = partition.producers.snapshot(leader_epoch=partition.leader_epoch)
+            with contextlib.suppress(StreambedError):
+                await self.snapshots.save(partition.stream_id, snapshot)
+                partition.snapshot_taken(snapshot.offset)
+                saved += 1
+        return saved
+
+    async def _open_topic(self, info: TopicInfo) -> None:
+        config = self.topics.topic_config(info.name)
+        for p in info.partitions:
+            if p.leader != self.node_id or (info.name, p.index) in self._partitions:
+                continue
+            try:
+                stream = await self.engine.open_stream(p.stream_id, p.leader_epoch)
+            except (Fenced, NotFound) as exc:
+                log.warning("cannot open %s-%d (stream %d): %s", info.name, p.index,
+                            p.stream_id, exc)
+                continue
+            snapshot = await self.snapshots.load(p.stream_id)
+            producers = PartitionProducerState(
+                producer_id_expiration_ms=self._expiration_ms,
+                snapshot=snapshot if snapshot is not None and snapshot.offset <= stream.next_offset
+                else None,
+            )
+            partition = Partition(
+                info.name, p.index, info.topic_id, stream, p.leader_epoch, config, producers
+            )
+            replayed = await partition.replay_producers()
+            if replayed:
+                log.info("%s-%d: replayed %d batches into producer state", info.name, p.index,
+                         replayed)
+            self._partitions[(info.name, p.index)] = partition
+            self._by_stream[p.stream_id] = partition
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def get(self, topic: str, index: int) -> Partition | None:
+        return self._partitions.get((topic, index))
+
+    def all(self) -> list[Partition]:
+        return list(self._partitions.values())
+
+    # -- topic changes -----------------------------------------------------------------------
+
+    async def create_topic(self, spec: NewTopic, *, validate_only: bool = False) -> TopicInfo:
+        async with self._lock:
+            info = await self.topics.create_topic(spec, validate_only=validate_only)
+            if not validate_only:
+                await self._open_topic(info)
+            return info
+
+    async def ensure_topic(self, name: str, partitions: int) -> TopicInfo | None:
+        """Auto-create ``name`` (Metadata with auto-creation); None when it cannot be."""
+        info = self.topics.get(name)
+        if info is not None:
+            return info
+        try:
+            return await self.create_topic(NewTopic(name, partitions))
+        except KafkaError as exc:
+            if exc.code == ErrorCode.TOPIC_ALREADY_EXISTS:
+                await self.topics.refresh()
+                return self.topics.get(name)
+            raise
+
+    async def create_partitions(
+        self,
+        name: str,
+        count: int,
+        assignments: Sequence[Sequence[int]] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> TopicInfo:
+        async with self._lock:
+            info = await self.topics.create_partitions(
+                name, count, assignments, validate_only=validate_only
+            )
+            if not validate_only:
+                await self._open_topic(info)
+            return info
+
+    async def delete_topic(self, name: str) -> TopicInfo:
+        async with self._lock:
+            return await self.topics.delete_topic(name)
+
+    async def delete_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo:
+        async with self._lock:
+            return await self.topics.delete_topic_by_id(topic_id)
+
+    async def configs_changed(self, name: str) -> None:
+        info = self.topics.get(name)
+        if info is None:
+            return
+        config = self.topics.topic_config(name)
+        for p in info.partitions:
+            partition = self._partitions.get((name, p.index))
+            if partition is not None:
+                partition.config = config
+
+
+def storage_error_code(exc: BaseException) -> int:
+    """The Kafka error a produce or fetch answers with when the storage layer fails."""
+    if isinstance(exc, KafkaError):
+        return int(exc.code)
+    if isinstance(exc, OffsetOutOfRange):
+        return WireError.OFFSET_OUT_OF_RANGE
+    if isinstance(exc, Fenced | Closed):
+        return WireError.NOT_LEADER_OR_FOLLOWER
+    return WireError.KAFKA_STORAGE_ERROR
