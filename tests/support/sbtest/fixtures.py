@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sbtest.broker import BrokerProcess
 from sbtest.servers import (
     CephRgw,
     MiniHdfs,
@@ -66,3 +67,26 @@ def ceph_rgw() -> Iterator[CephRgw]:
         pytest.skip(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A fresh streambed broker process on the embedded default storage, for one test."""
+    process = BrokerProcess(tmp_path_factory.mktemp("broker")).start()
+    yield process
+    _stop_broker(process)
+
+
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """One streambed broker process shared by the tests of a module (each uses its own topics)."""
+    process = BrokerProcess(tmp_path_factory.mktemp("broker")).start()
+    yield process
+    _stop_broker(process)
+
+
+def _stop_broker(process: BrokerProcess) -> None:
+    status = process.stop()
+    assert status == 0, f"broker exited with {status}:\n{process.log_tail()}"
+    text = process.log_path.read_text(errors="replace")
+    assert "Traceback" not in text, f"the broker logged a traceback:\n{text[-5000:]}"

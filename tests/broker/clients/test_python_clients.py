@@ -1,0 +1,315 @@
+"""Real Kafka clients against a real broker process: kafka-python, aiokafka, confluent-kafka
+(librdkafka) and Debian's kcat. Every test produces with a compression codec and verifies every
+record it reads back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sbtest.broker import BrokerProcess
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+N = 500
+_ids = itertools.count()
+
+
+def topic_name(prefix: str) -> str:
+    return f"{prefix}-{next(_ids)}-{uuid.uuid4().hex[:6]}"
+
+
+def expected(n: int = N) -> list[tuple[bytes, bytes]]:
+    return [(b"key-%d" % i, b"value-%d-" % i + b"x" * (i % 200)) for i in range(n)]
+
+
+# -- kafka-python ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_kafka_python_round_trip(module_broker: BrokerProcess, codec: str) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    topic = topic_name(f"kp-{codec}")
+    producer = KafkaProducer(
+        bootstrap_servers=module_broker.bootstrap,
+        acks="all",
+        compression_type=None if codec == "none" else codec,
+        linger_ms=5,
+    )
+    futures = [producer.send(topic, key=k, value=v) for k, v in expected()]
+    producer.flush(30)
+    offsets = [f.get(10).offset for f in futures]
+    producer.close()
+    assert offsets == list(range(N))
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=module_broker.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"g-{topic}",
+        consumer_timeout_ms=10_000,
+    )
+    got = [(m.key, m.value, m.offset) for m in itertools.islice(consumer, N)]
+    consumer.commit()
+    consumer.close()
+    assert [(k, v) for k, v, _ in got] == expected()
+    assert [o for _, _, o in got] == list(range(N))
+
+
+# -- aiokafka --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", CODECS)
+async def test_aiokafka_round_trip(module_broker: BrokerProcess, codec: str) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = topic_name(f"aio-{codec}")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=module_broker.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        compression_type=None if codec == "none" else codec,
+    )
+    await producer.start()
+    try:
+        sends = [await producer.send(topic, key=k, value=v) for k, v in expected()]
+        metas = await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+    assert [m.offset for m in metas] == list(range(N))
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=module_broker.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"g-{topic}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    got: list[tuple[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < N and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                got.extend((r.key, r.value) for r in records)  # type: ignore[misc]
+        await consumer.commit()
+        committed = await consumer.committed(next(iter(consumer.assignment())))
+    finally:
+        await consumer.stop()
+    assert got == expected()
+    assert committed == N
+
+
+# -- confluent-kafka (librdkafka) ------------------------------------------------------------
+
+
+def _confluent_consume(
+    bootstrap: str, topic: str, group: str, n: int, timeout: float = 30
+) -> list[tuple[bytes | None, bytes | None, int]]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[tuple[bytes | None, bytes | None, int]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            got.append((message.key(), message.value(), message.offset()))
+        if got:
+            consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_confluent_kafka_round_trip(module_broker: BrokerProcess, codec: str) -> None:
+    from confluent_kafka import Producer
+
+    topic = topic_name(f"ck-{codec}")
+    producer = Producer(
+        {
+            "bootstrap.servers": module_broker.bootstrap,
+            "compression.type": codec,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+        }
+    )
+    delivered: list[int] = []
+
+    def on_delivery(err: Any, message: Any) -> None:
+        assert err is None, err
+        delivered.append(message.offset())
+
+    for k, v in expected():
+        producer.produce(topic, key=k, value=v, on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    assert sorted(delivered) == list(range(N))
+    got = _confluent_consume(module_broker.bootstrap, topic, f"g-{topic}", N)
+    assert [(k, v) for k, v, _ in got] == expected()
+
+
+# -- kcat (Debian, librdkafka 2.0) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kcat() -> str:
+    path = shutil.which("kcat")
+    if path is None:
+        import os
+
+        if os.environ.get("CI"):
+            raise RuntimeError("kcat is not installed (scripts/system-deps installs it)")
+        pytest.skip("kcat is not installed")
+    return path
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_kcat_round_trip(module_broker: BrokerProcess, kcat: str, codec: str) -> None:
+    topic = topic_name(f"kcat-{codec}")
+    lines = [f"k{i}:line {i} " + "y" * (i % 100) for i in range(N)]
+    produced = subprocess.run(
+        [kcat, "-b", module_broker.bootstrap, "-P", "-t", topic, "-K:", "-z", codec,
+         "-X", "acks=all"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert produced.returncode == 0, produced.stderr + module_broker.log_tail()
+    consumed = subprocess.run(
+        [kcat, "-b", module_broker.bootstrap, "-C", "-t", topic, "-o", "beginning", "-e",
+         "-c", str(N), "-f", "%k:%s %o\n"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert consumed.returncode == 0, consumed.stderr + module_broker.log_tail()
+    assert consumed.stdout.splitlines() == [f"{line} {i}" for i, line in enumerate(lines)]
+    listing = subprocess.run(
+        [kcat, "-b", module_broker.bootstrap, "-L", "-t", topic],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert f'topic "{topic}" with 1 partitions' in listing.stdout, listing.stdout
+
+
+# -- consumer groups -------------------------------------------------------------------------
+
+
+def test_group_rebalances_without_losing_or_repeating_committed_records(
+    module_broker: BrokerProcess,
+) -> None:
+    """Three librdkafka consumers in one group; members join and leave while records flow.
+    Each member commits synchronously after processing, so across the group every record is
+    processed, and none twice except what a member processed after its last commit."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic = topic_name("grp")
+    subprocess_free_create(module_broker, topic, 6)
+    group = f"g-{topic}"
+    total = 3000
+    producer = Producer({"bootstrap.servers": module_broker.bootstrap, "linger.ms": 2})
+    for i in range(total):
+        producer.produce(topic, key=b"%d" % (i % 50), value=b"%d" % i)
+    assert producer.flush(30) == 0
+
+    def member() -> Any:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": module_broker.bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 500,
+            }
+        )
+        consumer.subscribe([topic])
+        return consumer
+
+    seen: list[int] = []
+    members = [member()]
+
+    def pump(rounds: int) -> None:
+        for _ in range(rounds):
+            for consumer in members:
+                message = consumer.poll(0.05)
+                if message is None or message.error() is not None:
+                    continue
+                seen.append(int(message.value()))
+                consumer.commit(message=message, asynchronous=False)
+
+    pump(40)
+    members.append(member())
+    pump(40)
+    members.append(member())
+    pump(40)
+    members.pop(0).close()  # leaves the group: its partitions move
+    pump(40)
+    deadline = time.monotonic() + 60
+    while len(set(seen)) < total and time.monotonic() < deadline:
+        pump(10)
+    assert sorted(set(seen)) == list(range(total))
+    assert len(seen) == total, "a record was processed twice although its offset was committed"
+    committed = members[0].committed([TopicPartition(topic, p) for p in range(6)], timeout=10)
+    for consumer in members:
+        consumer.close()
+    assert sum(tp.offset for tp in committed) == total
+
+
+def subprocess_free_create(broker: BrokerProcess, topic: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions)])
+    futures[topic].result(30)
+
+
+# -- admin through librdkafka ----------------------------------------------------------------
+
+
+def test_confluent_admin_topics_and_configs(module_broker: BrokerProcess) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": module_broker.bootstrap})
+    topic = topic_name("adm")
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=2, config={"retention.ms": "3600000"})]
+    )[topic].result(30)
+    described = admin.describe_configs([ConfigResource("topic", topic)])
+    [(_resource, future)] = described.items()
+    configs = future.result(30)
+    assert configs["retention.ms"].value == "3600000"
+    admin.create_partitions([NewPartitions(topic, 3)])[topic].result(30)
+    metadata = admin.list_topics(topic, timeout=10)
+    assert len(metadata.topics[topic].partitions) == 3
+    admin.delete_topics([topic])[topic].result(30)
+    assert topic not in admin.list_topics(timeout=10).topics
+
+
+@pytest.fixture
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    process = BrokerProcess(tmp_path_factory.mktemp("restart")).start()
+    yield process
+    if process.running:
+        process.stop()
