@@ -100,6 +100,10 @@ class KafkaServer:
                 static, "transactional.id.expiration.ms", 86_400_000
             ),
             verify_records=settings.verify_records,
+            retention_check_interval_s=_int_config(
+                static, "log.retention.check.interval.ms", 300_000
+            )
+            / 1000,
         )
         partitions_ref.append(partitions)
         await topics.start()

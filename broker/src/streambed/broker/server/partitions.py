@@ -82,6 +82,8 @@ class Partition:
         self.config = config
         self.producers = producers
         self.bytes_appended = 0
+        self.offsets_appended = 0
+        self._bytes_per_offset: float | None = None
         self._snapshot_end = producers.durable_end
 
     def __repr__(self) -> str:
@@ -101,9 +103,25 @@ class Partition:
 
     @property
     def size_bytes(self) -> int:
-        """Approximate bytes held: what this broker appended since it opened the partition
-        (object sizes per stream are not tracked yet)."""
-        return self.bytes_appended
+        """Approximate bytes held: offsets held times the average batch bytes per offset (what
+        this broker appended, or a sample of the tail read at start-up). Streams do not record
+        their byte size; this estimate is what retention.bytes and DescribeLogDirs use."""
+        per_offset = self._bytes_per_offset
+        if self.offsets_appended:
+            per_offset = self.bytes_appended / self.offsets_appended
+        if per_offset is None:
+            return 0
+        return int((self.high_watermark - self.log_start_offset) * per_offset)
+
+    async def sample_size(self) -> None:
+        """Estimate bytes per offset from the tail (called once when the partition opens)."""
+        hw, start = self.high_watermark, self.log_start_offset
+        if hw <= start:
+            return
+        batches = await self.stream.fetch(max(start, hw - 4096), hw, 1 << 20)
+        count = sum(b.count for b in batches)
+        if count:
+            self._bytes_per_offset = sum(len(b.payload) for b in batches) / count
 
     # -- produce ----------------------------------------------------------------------------
 
@@ -150,6 +168,7 @@ class Partition:
             raise
         producers.advance_durable(self.stream.next_offset)
         self.bytes_appended += batch.size
+        self.offsets_appended += batch.last_offset_delta + 1
         return AppendResult(base, log_append_time, self.log_start_offset)
 
     async def _answer_duplicate(self, duplicate: Duplicate) -> AppendResult:
@@ -180,6 +199,55 @@ class Partition:
             )
         if offset > self.log_start_offset:
             await self.stream.trim(offset)
+        return self.log_start_offset
+
+    async def enforce_retention(self, now_ms: int) -> int:
+        """Trim what retention.ms and retention.bytes no longer keep (cleanup.policy=delete), in
+        whole batches: by time, every batch whose newest record is older than retention.ms; by
+        size, the oldest batches until about retention.bytes remain (never less). Trimmed data
+        leaves object storage through the engine's compaction and object cleanup. Returns the
+        new log start offset."""
+        config = self.config
+        if "delete" not in config.cleanup_policy:
+            return self.log_start_offset
+        target = self.log_start_offset
+        hw = self.high_watermark
+        if config.retention_ms >= 0:
+            cutoff = now_ms - config.retention_ms
+            position = target
+            while position < hw:
+                batches = await self.stream.fetch(position, hw, _REPLAY_CHUNK)
+                if not batches:
+                    break
+                stop = False
+                for stored in batches:
+                    for record_batch in iter_batches(memoryview(stored.payload)):
+                        if record_batch.max_timestamp >= cutoff:
+                            stop = True
+                            break
+                        target = record_batch.base_offset + record_batch.last_offset_delta + 1
+                    if stop:
+                        break
+                    position = stored.end
+                if stop:
+                    break
+        if config.retention_bytes >= 0:
+            size = self.size_bytes
+            held = hw - self.log_start_offset
+            if size > config.retention_bytes and held > 0:
+                keep = int(held * config.retention_bytes / size)
+                candidate = hw - keep
+                if candidate > target:
+                    # Round up to the batch holding ``candidate``: keep at least retention.bytes.
+                    batches = await self.stream.fetch(candidate, hw, 1)
+                    target = batches[0].base if batches else candidate
+                    target = max(target, self.log_start_offset)
+        target = min(target, hw)
+        if target > self.log_start_offset:
+            await self.stream.trim(target)
+            log.info(
+                "%s-%d: retention moved the log start to %d", self.topic, self.index, target
+            )
         return self.log_start_offset
 
     # -- recovery ---------------------------------------------------------------------------
@@ -222,12 +290,14 @@ class PartitionManager:
         node_id: int,
         producer_id_expiration_ms: int = 86_400_000,
         verify_records: bool = True,
+        retention_check_interval_s: float = 300.0,
     ) -> None:
         self.engine = engine
         self.topics = topics
         self.snapshots = snapshots
         self.node_id = node_id
         self.verify_records = verify_records
+        self.retention_check_interval_s = retention_check_interval_s
         self._expiration_ms = producer_id_expiration_ms
         self._partitions: dict[tuple[str, int], Partition] = {}
         self._by_stream: dict[int, Partition] = {}
@@ -274,12 +344,25 @@ class PartitionManager:
         self._by_stream.clear()
 
     async def _snapshot_loop(self) -> None:
+        last_retention = time.monotonic()
         while True:
-            await asyncio.sleep(_SNAPSHOT_INTERVAL_S)
+            await asyncio.sleep(min(_SNAPSHOT_INTERVAL_S, self.retention_check_interval_s))
             try:
                 await self.save_snapshots()
             except Exception:
                 log.warning("saving producer snapshots failed; will retry", exc_info=True)
+            if time.monotonic() - last_retention >= self.retention_check_interval_s:
+                last_retention = time.monotonic()
+                await self.enforce_retention()
+
+    async def enforce_retention(self) -> None:
+        """One pass of retention over every partition (log.retention.check.interval.ms)."""
+        now_ms = int(time.time() * 1000)
+        for partition in list(self._partitions.values()):
+            try:
+                await partition.enforce_retention(now_ms)
+            except (StreambedError, KafkaError) as exc:
+                log.warning("retention of %s-%d failed: %s", partition.topic, partition.index, exc)
 
     async def save_snapshots(self) -> int:
         saved = 0
@@ -315,6 +398,7 @@ class PartitionManager:
             partition = Partition(
                 info.name, p.index, info.topic_id, stream, p.leader_epoch, config, producers
             )
+            await partition.sample_size()
             replayed = await partition.replay_producers()
             if replayed:
                 log.info("%s-%d: replayed %d batches into producer state", info.name, p.index,

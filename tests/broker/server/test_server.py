@@ -1,0 +1,361 @@
+"""The Kafka server's own logic through the wire: idempotent produce, fetch (long poll, sessions,
+limits), ListOffsets by timestamp, OffsetForLeaderEpoch, retention, pipelining order, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from sbtest.inprocess import AsyncKafkaClient, InProcessKafka, start_kafka, stop_kafka
+
+from streambed.broker.protocol.errors import ErrorCode
+from streambed.broker.protocol.messages import (
+    api_versions,
+    create_topics,
+    fetch,
+    list_offsets,
+    offset_for_leader_epoch,
+    produce,
+)
+from streambed.broker.protocol.records import Record, encode_batch, iter_batches
+
+
+async def create(client: AsyncKafkaClient, name: str, partitions: int = 1, **configs: str) -> None:
+    body = await client.request(
+        19,
+        7,
+        create_topics.CreateTopicsRequest(
+            topics=[
+                create_topics.CreatableTopic(
+                    name,
+                    partitions,
+                    -1,
+                    configs=[
+                        create_topics.CreatableTopicConfig(k.replace("_", "."), v)
+                        for k, v in configs.items()
+                    ],
+                )
+            ]
+        ),
+    )
+    assert body.topics[0].error_code == 0, body.topics[0]
+
+
+def batch(
+    n: int = 2,
+    *,
+    ts: int | None = None,
+    pid: int = -1,
+    epoch: int = -1,
+    seq: int = -1,
+    size: int = 10,
+) -> bytearray:
+    return encode_batch(
+        [Record(i, 0, b"k%d" % i, b"v" * size) for i in range(n)],
+        base_timestamp=int(time.time() * 1000) if ts is None else ts,
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=seq,
+    )
+
+
+async def send(
+    client: AsyncKafkaClient, topic: str, data: bytes | bytearray, partition: int = 0,
+    acks: int = -1,
+) -> Any:
+    request = produce.ProduceRequest(
+        acks=acks,
+        timeout_ms=5000,
+        topic_data=[
+            produce.TopicProduceData(
+                name=topic,
+                partition_data=[produce.PartitionProduceData(partition, memoryview(bytearray(data)))],
+            )
+        ],
+    )
+    if acks == 0:
+        _, buffers = client.codec.send_request(0, 9, request)
+        client.writer.writelines(buffers)
+        await client.writer.drain()
+        return None
+    body = await client.request(0, 9, request)
+    return body.responses[0].partition_responses[0]
+
+
+def fetch_request(topic: str, offset: int, **kwargs: Any) -> fetch.FetchRequest:
+    return fetch.FetchRequest(
+        replica_id=-1,
+        max_wait_ms=kwargs.pop("max_wait_ms", 0),
+        min_bytes=kwargs.pop("min_bytes", 1),
+        topics=[
+            fetch.FetchTopic(
+                topic=topic,
+                partitions=[
+                    fetch.FetchPartition(
+                        partition=0,
+                        fetch_offset=offset,
+                        partition_max_bytes=kwargs.pop("partition_max_bytes", 1 << 20),
+                    )
+                ],
+            )
+        ],
+        **kwargs,
+    )
+
+
+def records_of(partition: Any) -> list[int]:
+    """Base offsets of the batches in a fetched partition."""
+    if partition.records is None:
+        return []
+    data = b"".join(bytes(r) for r in partition.records) if isinstance(
+        partition.records, list
+    ) else bytes(partition.records)
+    return [b.base_offset for b in iter_batches(memoryview(bytearray(data)))]
+
+
+async def test_api_versions_advertises_exactly_the_served_apis(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    body = await client.request(18, 3, api_versions.ApiVersionsRequest("t", "1"))
+    keys = {k.api_key for k in body.api_keys}
+    assert keys == set(kafka.server.listener.handlers)  # type: ignore[union-attr]
+    produce_range = next(k for k in body.api_keys if k.api_key == 0)
+    assert produce_range.max_version >= 9
+    await client.close()
+
+
+async def test_idempotent_retry_gets_the_original_offset(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "idem")
+    first = await send(client, "idem", batch(3, pid=7, epoch=0, seq=0))
+    assert (first.error_code, first.base_offset) == (0, 0)
+    retry = await send(client, "idem", batch(3, pid=7, epoch=0, seq=0))
+    assert (retry.error_code, retry.base_offset) == (0, 0)
+    gap = await send(client, "idem", batch(1, pid=7, epoch=0, seq=10))
+    assert gap.error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    nxt = await send(client, "idem", batch(1, pid=7, epoch=0, seq=3))
+    assert (nxt.error_code, nxt.base_offset) == (0, 3)
+    stale = await send(client, "idem", batch(1, pid=7, epoch=-1 + 0, seq=4))
+    assert stale.error_code in (0, ErrorCode.INVALID_PRODUCER_EPOCH)
+    await client.close()
+
+
+async def test_producer_state_survives_a_restart(tmp_path: Path) -> None:
+    name = "restart-producers"
+    kafka = await start_kafka(tmp_path, name)
+    client = await kafka.client()
+    await create(client, "p")
+    assert (await send(client, "p", batch(2, pid=9, epoch=0, seq=0))).base_offset == 0
+    assert (await send(client, "p", batch(2, pid=9, epoch=0, seq=2))).base_offset == 2
+    await client.close()
+    await stop_kafka(kafka)
+    kafka = await start_kafka(tmp_path, name)  # same in-memory media: a restart
+    client = await kafka.client()
+    retry = await send(client, "p", batch(2, pid=9, epoch=0, seq=2))
+    assert (retry.error_code, retry.base_offset) == (0, 2), "a retry after restart duplicated"
+    fresh = await send(client, "p", batch(1, pid=9, epoch=0, seq=4))
+    assert (fresh.error_code, fresh.base_offset) == (0, 4)
+    await client.close()
+    await stop_kafka(kafka)
+
+
+async def test_pipelined_produces_are_appended_in_request_order(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "order")
+    for i in range(50):
+        request = produce.ProduceRequest(
+            acks=-1,
+            timeout_ms=5000,
+            topic_data=[
+                produce.TopicProduceData(
+                    name="order",
+                    partition_data=[
+                        produce.PartitionProduceData(
+                            0, memoryview(batch(1, pid=5, epoch=0, seq=i))
+                        )
+                    ],
+                )
+            ],
+        )
+        _, buffers = client.codec.send_request(0, 9, request)
+        client.writer.writelines(buffers)
+    await client.writer.drain()
+    offsets = []
+    for _ in range(50):
+        response = await client.response()
+        part = response.body.responses[0].partition_responses[0]
+        assert part.error_code == 0
+        offsets.append(part.base_offset)
+    assert offsets == list(range(50))
+    await client.close()
+
+
+async def test_acks_zero_gets_no_response_but_is_written(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "fire")
+    await send(client, "fire", batch(2), acks=0)
+    after = await send(client, "fire", batch(1))
+    assert after.base_offset == 2  # the acks=0 batch went first; its response was skipped
+    await client.close()
+
+
+async def test_fetch_long_poll_wakes_on_produce(kafka: InProcessKafka) -> None:
+    consumer = await kafka.client()
+    producer = await kafka.client()
+    await create(consumer, "poll")
+    began = time.monotonic()
+    pending = asyncio.create_task(
+        consumer.request(1, 12, fetch_request("poll", 0, max_wait_ms=5000))
+    )
+    await asyncio.sleep(0.2)
+    await send(producer, "poll", batch(2))
+    body = await pending
+    assert time.monotonic() - began < 3, "the fetch waited its full max wait"
+    assert records_of(body.responses[0].partitions[0]) == [0]
+    # Nothing new: waits about max_wait_ms and returns empty.
+    began = time.monotonic()
+    body = await consumer.request(1, 12, fetch_request("poll", 2, max_wait_ms=300))
+    assert 0.25 < time.monotonic() - began < 3
+    assert records_of(body.responses[0].partitions[0]) == []
+    out_of_range = await consumer.request(1, 12, fetch_request("poll", 99))
+    assert out_of_range.responses[0].partitions[0].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+    await consumer.close()
+    await producer.close()
+
+
+async def test_fetch_respects_partition_max_bytes_but_returns_one_batch(
+    kafka: InProcessKafka,
+) -> None:
+    client = await kafka.client()
+    await create(client, "limits")
+    for _ in range(5):
+        await send(client, "limits", batch(1, size=1000))
+    body = await client.request(1, 12, fetch_request("limits", 0, partition_max_bytes=10))
+    assert records_of(body.responses[0].partitions[0]) == [0]
+    body = await client.request(1, 12, fetch_request("limits", 0, partition_max_bytes=2500))
+    assert records_of(body.responses[0].partitions[0]) == [0, 1]
+    await client.close()
+
+
+async def test_fetch_sessions_send_only_changes(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "sess")
+    await send(client, "sess", batch(2))
+    full = await client.request(1, 12, fetch_request("sess", 0, session_id=0, session_epoch=0))
+    session = full.session_id
+    assert session > 0
+    assert records_of(full.responses[0].partitions[0]) == [0]
+    # Incremental with the new position and nothing new: the partition is left out.
+    quiet = await client.request(
+        1, 12, fetch_request("sess", 2, session_id=session, session_epoch=1, min_bytes=0)
+    )
+    assert quiet.error_code == 0 and quiet.responses == []
+    await send(client, "sess", batch(1))
+    # Incremental naming no partition: the session remembers position 2, and data is there.
+    more = await client.request(
+        1, 12, fetch.FetchRequest(replica_id=-1, session_id=session, session_epoch=2,
+                                  max_wait_ms=0, min_bytes=1)
+    )
+    assert records_of(more.responses[0].partitions[0]) == [2]
+    stale = await client.request(
+        1, 12, fetch_request("sess", 3, session_id=session, session_epoch=2)
+    )
+    assert stale.error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH
+    unknown = await client.request(
+        1, 12, fetch_request("sess", 3, session_id=session + 1, session_epoch=1)
+    )
+    assert unknown.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+    await client.close()
+
+
+async def test_list_offsets_by_timestamp_and_max_timestamp(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "times")
+    for i, ts in enumerate([1000, 2000, 3000]):
+        assert (await send(client, "times", batch(2, ts=ts))).base_offset == 2 * i
+
+    async def lookup(timestamp: int) -> tuple[int, int]:
+        body = await client.request(
+            2,
+            8,
+            list_offsets.ListOffsetsRequest(
+                replica_id=-1,
+                topics=[
+                    list_offsets.ListOffsetsTopic(
+                        "times", [list_offsets.ListOffsetsPartition(0, -1, timestamp)]
+                    )
+                ],
+            ),
+        )
+        p = body.topics[0].partitions[0]
+        return p.offset, p.timestamp
+
+    assert await lookup(-2) == (0, -1)
+    assert await lookup(-1) == (6, -1)
+    assert await lookup(1500) == (2, 2000)
+    assert await lookup(2000) == (2, 2000)
+    assert await lookup(9999) == (-1, -1)
+    assert await lookup(-3) == (4, 3000)
+    await client.close()
+
+
+async def test_offset_for_leader_epoch(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "epochs")
+    await send(client, "epochs", batch(3))
+    body = await client.request(
+        23,
+        4,
+        offset_for_leader_epoch.OffsetForLeaderEpochRequest(
+            replica_id=-1,
+            topics=[
+                offset_for_leader_epoch.OffsetForLeaderTopic(
+                    "epochs", [offset_for_leader_epoch.OffsetForLeaderPartition(0, 0, 0)]
+                )
+            ],
+        ),
+    )
+    answer = body.topics[0].partitions[0]
+    assert (answer.error_code, answer.leader_epoch, answer.end_offset) == (0, 0, 3)
+    await client.close()
+
+
+async def test_retention_by_time_and_size(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    now = int(time.time() * 1000)
+    await create(client, "old", retention_ms="60000")
+    await send(client, "old", batch(2, ts=now - 3_600_000))
+    await send(client, "old", batch(2, ts=now - 3_600_000))
+    await send(client, "old", batch(2, ts=now))
+    await create(client, "big", retention_bytes="3000")
+    for _ in range(10):
+        await send(client, "big", batch(1, size=1000))
+    await kafka.server.services.partitions.enforce_retention()  # type: ignore[union-attr]
+    partitions = kafka.server.services.partitions  # type: ignore[union-attr]
+    old = partitions.get("old", 0)
+    big = partitions.get("big", 0)
+    assert old is not None and big is not None
+    assert old.log_start_offset == 4
+    assert big.log_start_offset in (7, 8), big.log_start_offset
+    assert big.size_bytes >= 2000
+    body = await client.request(1, 12, fetch_request("old", 0))
+    assert body.responses[0].partitions[0].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+    assert body.responses[0].partitions[0].log_start_offset == 4
+    await client.close()
+
+
+async def test_graceful_shutdown_answers_in_flight_requests(tmp_path: Path) -> None:
+    kafka = await start_kafka(tmp_path, "shutdown")
+    client = await kafka.client()
+    await create(client, "drain")
+    waiting = asyncio.create_task(
+        client.request(1, 12, fetch_request("drain", 0, max_wait_ms=1500))
+    )
+    await asyncio.sleep(0.2)
+    began = time.monotonic()
+    await stop_kafka(kafka)
+    body = await waiting
+    assert body.responses[0].partitions[0].error_code == 0
+    assert time.monotonic() - began < 10
+    await client.close()
