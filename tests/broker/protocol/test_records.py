@@ -29,6 +29,7 @@ from streambed.broker.protocol.records import (
     TimestampType,
     crc32c,
     encode_batch,
+    encode_record,
     iter_batches,
 )
 
@@ -381,3 +382,27 @@ def test_random_batches_agree_with_aiokafka(records, codec) -> None:
     assert [(r.key, r.value, list(r.headers)) for r in AioBatch(ours)] == [
         (k, v, list(h)) for k, v, h in records
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(section=st.binary(max_size=300), count=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_record_walk_agrees_with_the_full_parse(section: bytes, count: int, seed: int) -> None:
+    """The produce path's cheap walk never accepts what the full parse proves is framed
+    differently, and counts what the full parse reads."""
+    from streambed.broker.protocol.records import _iter_records, _walk_records
+
+    valid = b"".join(
+        encode_record(Record(i, i, b"k" * ((seed + i) % 7), b"v" * (seed % 13))) for i in range(count)
+    )
+    assert _walk_records(memoryview(valid)) == count
+    for candidate in (section, valid + section, valid[: len(valid) // 2] + section):
+        try:
+            parsed = list(_iter_records(memoryview(candidate)))
+        except RecordBatchError:
+            parsed = None
+        try:
+            walked: int | None = _walk_records(memoryview(candidate))
+        except RecordBatchError:
+            walked = None
+        if parsed is not None and [r.offset_delta for r in parsed] == list(range(len(parsed))):
+            assert walked == len(parsed)
