@@ -286,10 +286,18 @@ rgw data = {work}/rgw
     c = ["-c", str(conf)]
 
     def run(*cmd: str) -> str:
-        result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr[-2000:]}")
-        return result.stdout
+        # The monitor sometimes refuses the first commands while it settles ("problem getting
+        # command descriptions from mon"): the ceph CLI is retried a few times.
+        attempts = 5 if cmd[0] == "ceph" else 1
+        for attempt in range(attempts):
+            result = subprocess.run(
+                list(cmd), capture_output=True, text=True, timeout=60, check=False
+            )
+            if result.returncode == 0:
+                return result.stdout
+            if attempt + 1 < attempts:
+                time.sleep(1 + attempt)
+        raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr[-2000:]}")
 
     server = CephRgw(f"http://127.0.0.1:{rgw_port}", CEPH_ACCESS_KEY, CEPH_SECRET_KEY, work, conf)
     try:

@@ -82,7 +82,7 @@ class _Connection:
                 await writer_task
             self.writer.close()
             with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
+                await asyncio.wait_for(self.writer.wait_closed(), 5)
 
     async def _read_loop(self) -> None:
         codec = self.codec
@@ -225,6 +225,10 @@ class KafkaListener:
         log.debug("connection from %s", connection.peer)
         try:
             await connection.run()
+        except asyncio.CancelledError:
+            # Shutdown cancelled the connection a second time (or the loop is closing): it is
+            # done either way, and the streams API would log the cancellation as an error.
+            pass
         finally:
             self._connections.pop(connection, None)
 
