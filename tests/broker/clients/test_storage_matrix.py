@@ -1,4 +1,4 @@
-"""Every storage combination a user would run — WAL file/ebs/s3 × objects file/s3/hdfs — under a
+"""Every storage combination a user would run — WAL file/ebs/s3 x objects file/s3/hdfs — under a
 real broker process with a real client: produce with idempotence and compression, consume and verify
 every record, restart (graceful, then SIGKILL) and verify again. S3 is a real SeaweedFS (and Ceph
 RGW for the object store), HDFS a real MiniDFSCluster, all started by the tests."""
