@@ -293,3 +293,15 @@ async def test_broker_alter_errors(memory_store: MetadataStore) -> None:
 def test_static_settings_are_checked() -> None:
     with pytest.raises(ValueError, match=r"num\.partitions"):
         BrokerConfigs(None, node_id=1, static={"num.partitions": "zero"})  # type: ignore[arg-type]
+
+
+async def test_broker_resource_names_are_canonical(store: MetadataStore) -> None:
+    """"01" and " 1" name node 1: a change made through them must take effect."""
+    configs = BrokerConfigs(store, node_id=1)
+    await configs.load()
+    await configs.incremental_alter(
+        "01", [AlterConfigOp("message.max.bytes", OpType.SET, "2000000")]
+    )
+    assert configs.int_value("message.max.bytes") == 2_000_000
+    keys = [kv.key for kv in await store.range("kafka/config/broker/")]
+    assert keys == ["kafka/config/broker/1"]

@@ -174,7 +174,7 @@ class BrokerConfigs:
     async def incremental_alter(
         self, resource_name: str, ops: Sequence[AlterConfigOp], *, validate_only: bool = False
     ) -> None:
-        self._check_resource(resource_name, describe=False)
+        resource_name = self._resource_key(resource_name)
         for op in ops:
             if op.op not in tuple(OpType):
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unknown operations type {op.op}")
@@ -191,7 +191,7 @@ class BrokerConfigs:
         self, resource_name: str, configs: Mapping[str, str | None], *, validate_only: bool = False
     ) -> None:
         """Legacy AlterConfigs: the given configs replace every dynamic config of the resource."""
-        self._check_resource(resource_name, describe=False)
+        resource_name = self._resource_key(resource_name)
         nulls = [name for name, value in configs.items() if value is None]
         if nulls:
             raise KafkaError(
@@ -248,6 +248,11 @@ class BrokerConfigs:
             except ValueError as exc:
                 # KAFKA-13609: brokers answer INVALID_REQUEST, not INVALID_CONFIG, here.
                 raise KafkaError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+
+    def _resource_key(self, resource_name: str) -> str:
+        """The canonical name a change is stored under: ``""`` or this node's id as written by
+        ``str`` (``"01"`` and ``" 1"`` name this node too, and must not land on other keys)."""
+        return str(self._node_id) if self._check_resource(resource_name, describe=False) else ""
 
     def _check_resource(self, resource_name: str, *, describe: bool) -> bool:
         """True for this node's resource, False for the cluster default."""
