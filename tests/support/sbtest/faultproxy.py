@@ -15,11 +15,14 @@ import contextlib
 import random
 from dataclasses import dataclass, field
 
+_SLOWDOWN_BODY = (
+    b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
+    b"<RequestId>fault</RequestId></Error>"
+)
 _SLOWDOWN = (
     b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-    b"Content-Length: 120\r\n\r\n"
-    + b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
-    + b"<RequestId>fault</RequestId></Error>".ljust(120 - 78)
+    + b"Content-Length: %d\r\n\r\n" % len(_SLOWDOWN_BODY)
+    + _SLOWDOWN_BODY
 )
 
 

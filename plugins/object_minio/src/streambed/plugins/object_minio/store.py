@@ -238,8 +238,14 @@ class S3ObjectStore:
         await self._stack.aclose()
 
 
-async def _probe(store: S3ObjectStore, options: S3Options) -> bool:
-    """Write, read, range-read and delete a probe object; return whether If-None-Match works."""
+async def _probe(raw: S3ObjectStore, options: S3Options) -> bool:
+    """Write, read, range-read and delete a probe object; return whether If-None-Match works.
+
+    The steps retry throttling and server errors like every later request does (a store in a
+    503 storm is slow, not unusable); wrong credentials or a missing bucket fail at once."""
+    store = RetryingObjectStore(
+        raw, attempts=options.retry_attempts, max_delay_s=options.retry_max_delay_s
+    )
     key = f".streambed-probe/{uuid.uuid4().hex}"
     step = "write"
     try:
@@ -253,7 +259,8 @@ async def _probe(store: S3ObjectStore, options: S3Options) -> bool:
         step = "conditional write"
         conditional = False
         try:
-            await store.put(key, b"again", if_none_match=True)
+            # Not retried: a store without conditional writes answers 501 every time.
+            await raw.put(key, b"again", if_none_match=True)
         except ConditionFailed:
             conditional = True
         except Unavailable as exc:  # 501 NotImplemented and friends: no conditional writes
