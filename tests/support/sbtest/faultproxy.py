@@ -69,6 +69,9 @@ class FaultProxy:
     drop: float = 0.0
     seed: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"forwarded": 0, "slowdown": 0, "drop": 0})
+    requests: dict[str, int] = field(default_factory=dict)
+    """Requests received, by S3 operation (``PUT``, ``GET``, ``DELETE``, ``LIST``, ``POST`` …)."""
+    bytes_in: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -85,6 +88,18 @@ class FaultProxy:
             self._server.close()
             await self._server.wait_closed()
 
+    def _count(self, request: bytes) -> None:
+        line = request.split(b"\r\n", 1)[0].decode("latin-1")
+        method, _, rest = line.partition(" ")
+        target = rest.rsplit(" ", 1)[0]
+        path, _, query = target.partition("?")
+        if method == "GET" and (path.count("/") <= 1 or "list-type" in query or "prefix=" in query):
+            op = "LIST"
+        else:
+            op = method
+        self.requests[op] = self.requests.get(op, 0) + 1
+        self.bytes_in += len(request)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         try:
@@ -93,6 +108,7 @@ class FaultProxy:
                     request = await _read_message(reader, client=writer)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
+                self._count(request)
                 roll = self._rng.random()
                 if roll < self.slowdown:
                     self.counts["slowdown"] += 1

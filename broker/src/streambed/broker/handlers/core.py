@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -216,7 +217,11 @@ class _CoreHandlers:
                     out.error_code = int(exc.code)
                     out.error_message = exc.message
                     continue
-                pending.append((out, partition, partition.append(batch, now_ms)))
+                # A task per partition: the appends of one request run concurrently, and tasks
+                # start in creation order, which keeps each partition's appends in request order.
+                pending.append(
+                    (out, partition, asyncio.ensure_future(partition.append(batch, now_ms)))
+                )
         for out, partition, append in pending:
             try:
                 result = await append
