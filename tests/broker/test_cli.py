@@ -154,7 +154,13 @@ def test_broker_embedded_default_starts_and_stops_cleanly(
         text=True,
     )
     try:
-        time.sleep(0.5)
+        # Wait until it has started on its data (imports take a while on a loaded machine).
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "streambed-data").is_dir() and time.monotonic() < deadline:
+            if default.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
     finally:
         default.send_signal(signal.SIGTERM)
         out, _ = default.communicate(timeout=30)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -94,3 +95,13 @@ class Workers:
                     job[2].call_soon_threadsafe(job[1].cancel)
         for _ in self._threads:
             self._queue.put(None)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds in total for the threads to exit after :meth:`close`;
+        True when all did. A thread still inside hdfs-native when the interpreter finalizes is
+        unwound by ``pthread_exit`` through Rust frames, which aborts the process ("FATAL:
+        exception not rethrown"), so a clean shutdown waits for them."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)

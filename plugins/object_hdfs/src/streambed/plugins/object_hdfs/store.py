@@ -373,6 +373,10 @@ class FsspecObjectStore:
         if not self._closed:
             self._closed = True
             self._workers.close()
+            # Threads blocked on a frozen NameNode are left behind (they are daemons), but a
+            # clean shutdown lets the others finish before the interpreter goes away.
+            if not await asyncio.to_thread(self._workers.join, 5.0):
+                log.warning("HDFS store %s: I/O threads still busy at close", self._root)
 
     # -- start-up ----------------------------------------------------------------------------------
 
