@@ -375,7 +375,7 @@ class FsspecObjectStore:
             self._workers.close()
             # Threads blocked on a frozen NameNode are left behind (they are daemons), but a
             # clean shutdown lets the others finish before the interpreter goes away.
-            if not await asyncio.to_thread(self._workers.join, 5.0):
+            if not await asyncio.to_thread(self._workers.join, 1.0):
                 log.warning("HDFS store %s: I/O threads still busy at close", self._root)
 
     # -- start-up ----------------------------------------------------------------------------------
