@@ -359,3 +359,48 @@ async def test_graceful_shutdown_answers_in_flight_requests(tmp_path: Path) -> N
     assert body.responses[0].partitions[0].error_code == 0
     assert time.monotonic() - began < 10
     await client.close()
+
+
+async def test_unknown_topics_and_stale_epochs_get_error_codes(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "known")
+    offsets = await client.request(
+        2,
+        8,
+        list_offsets.ListOffsetsRequest(
+            replica_id=-1,
+            topics=[
+                list_offsets.ListOffsetsTopic("nope", [list_offsets.ListOffsetsPartition(0, -1, -1)]),
+                list_offsets.ListOffsetsTopic(
+                    "known",
+                    [
+                        list_offsets.ListOffsetsPartition(5, -1, -1),
+                        list_offsets.ListOffsetsPartition(0, 3, -1),
+                    ],
+                ),
+            ],
+        ),
+    )
+    assert offsets.topics[0].partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert [p.error_code for p in offsets.topics[1].partitions] == [
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.UNKNOWN_LEADER_EPOCH,
+    ]
+    epochs = await client.request(
+        23,
+        4,
+        offset_for_leader_epoch.OffsetForLeaderEpochRequest(
+            replica_id=-1,
+            topics=[
+                offset_for_leader_epoch.OffsetForLeaderTopic(
+                    "nope", [offset_for_leader_epoch.OffsetForLeaderPartition(0, 0, 0)]
+                )
+            ],
+        ),
+    )
+    assert epochs.topics[0].partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    answer = await send(client, "nope", batch(1))
+    assert answer.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    body = await client.request(1, 12, fetch_request("nope", 0))
+    assert body.responses[0].partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    await client.close()

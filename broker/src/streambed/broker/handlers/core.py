@@ -193,9 +193,11 @@ class _CoreHandlers:
             for data in topic.partition_data:
                 out = produce.PartitionProduceResponse(index=data.index, base_offset=-1)
                 topic_response.partition_responses.append(out)
-                partition = self.s.partitions.get(name, data.index)
-                if partition is None:
-                    out.error_code = self._missing_partition_error(name, data.index, topic)
+                partition = self.s.partitions.lookup(
+                    name, data.index, by_id=not topic.name and topic.topic_id.int != 0
+                )
+                if isinstance(partition, int):
+                    out.error_code = partition
                     continue
                 records = data.records
                 if not isinstance(records, bytes | bytearray | memoryview):
@@ -242,18 +244,6 @@ class _CoreHandlers:
             return NO_RESPONSE
         return produce.ProduceResponse(responses=responses)
 
-    def _missing_partition_error(self, name: str, index: int, topic: Any) -> int:
-        info = self.s.topics.get(name)
-        if info is None:
-            return (
-                ErrorCode.UNKNOWN_TOPIC_ID
-                if not topic.name and topic.topic_id.int
-                else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            )
-        if info.partition(index) is None:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return ErrorCode.NOT_LEADER_OR_FOLLOWER
-
     # -- ListOffsets -------------------------------------------------------------------------
 
     async def list_offsets(
@@ -266,18 +256,11 @@ class _CoreHandlers:
             for p in topic.partitions:
                 out = list_offsets.ListOffsetsPartitionResponse(partition_index=p.partition_index)
                 out_topic.partitions.append(out)
-                partition = self.s.partitions.get(topic.name, p.partition_index)
-                if partition is None:
-                    out.error_code = self._missing_partition_error(
-                        topic.name, p.partition_index, topic
-                    )
-                    continue
-                if p.current_leader_epoch >= 0 and p.current_leader_epoch != partition.leader_epoch:
-                    out.error_code = (
-                        ErrorCode.FENCED_LEADER_EPOCH
-                        if p.current_leader_epoch < partition.leader_epoch
-                        else ErrorCode.UNKNOWN_LEADER_EPOCH
-                    )
+                partition = self.s.partitions.lookup(
+                    topic.name, p.partition_index, current_leader_epoch=p.current_leader_epoch
+                )
+                if isinstance(partition, int):
+                    out.error_code = partition
                     continue
                 out.leader_epoch = partition.leader_epoch
                 try:
@@ -322,18 +305,11 @@ class _CoreHandlers:
             for p in topic.partitions:
                 out = m.EpochEndOffset(partition=p.partition)
                 out_topic.partitions.append(out)
-                partition = self.s.partitions.get(topic.topic, p.partition)
-                if partition is None:
-                    out.error_code = self._missing_partition_error(
-                        topic.topic, p.partition, topic
-                    )
-                    continue
-                if p.current_leader_epoch >= 0 and p.current_leader_epoch != partition.leader_epoch:
-                    out.error_code = (
-                        ErrorCode.FENCED_LEADER_EPOCH
-                        if p.current_leader_epoch < partition.leader_epoch
-                        else ErrorCode.UNKNOWN_LEADER_EPOCH
-                    )
+                partition = self.s.partitions.lookup(
+                    topic.topic, p.partition, current_leader_epoch=p.current_leader_epoch
+                )
+                if isinstance(partition, int):
+                    out.error_code = partition
                     continue
                 out.leader_epoch, out.end_offset = _epoch_end(partition, p.leader_epoch)
         return m.OffsetForLeaderEpochResponse(topics=topics)

@@ -164,16 +164,14 @@ class _FetchHandler:
             name, index = key
             out = m.PartitionData(partition_index=index)
             answers.append((key, state, out))
-            partition = self.s.partitions.get(name, index)
-            if partition is None:
-                out.error_code = self._missing(name, index, state)
-                continue
-            if state.current_leader_epoch >= 0 and state.current_leader_epoch != partition.leader_epoch:
-                out.error_code = (
-                    ErrorCode.FENCED_LEADER_EPOCH
-                    if state.current_leader_epoch < partition.leader_epoch
-                    else ErrorCode.UNKNOWN_LEADER_EPOCH
-                )
+            partition = self.s.partitions.lookup(
+                name,
+                index,
+                by_id=not name and state.topic_id.int != 0,
+                current_leader_epoch=state.current_leader_epoch,
+            )
+            if isinstance(partition, int):
+                out.error_code = partition
                 continue
             out.high_watermark = partition.high_watermark
             out.last_stable_offset = out.high_watermark
@@ -198,18 +196,6 @@ class _FetchHandler:
                 total += sum(len(b.payload) for b in batches)
         out_total = total
         return answers, out_total, waitable
-
-    def _missing(self, name: str, index: int, state: _SessionPartition) -> int:
-        info = self.s.topics.get(name)
-        if info is None:
-            return (
-                ErrorCode.UNKNOWN_TOPIC_ID
-                if not name and state.topic_id.int
-                else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            )
-        if info.partition(index) is None:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return ErrorCode.NOT_LEADER_OR_FOLLOWER
 
     @staticmethod
     def _respond(

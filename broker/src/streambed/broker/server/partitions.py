@@ -411,6 +411,34 @@ class PartitionManager:
     def get(self, topic: str, index: int) -> Partition | None:
         return self._partitions.get((topic, index))
 
+    def lookup(
+        self,
+        topic: str,
+        index: int,
+        *,
+        by_id: bool = False,
+        current_leader_epoch: int = -1,
+    ) -> Partition | int:
+        """The partition a produce, fetch or offset request names, or the Kafka error code to
+        answer with: unknown topic (or topic id), unknown partition, not the leader here, or a
+        client whose leader epoch is behind (FENCED_LEADER_EPOCH) or ahead (UNKNOWN_LEADER_EPOCH)
+        of the partition's."""
+        partition = self._partitions.get((topic, index))
+        if partition is None:
+            info = self.topics.get(topic) if topic else None
+            if info is None:
+                return (
+                    WireError.UNKNOWN_TOPIC_ID if by_id else WireError.UNKNOWN_TOPIC_OR_PARTITION
+                )
+            if info.partition(index) is None:
+                return WireError.UNKNOWN_TOPIC_OR_PARTITION
+            return WireError.NOT_LEADER_OR_FOLLOWER
+        if 0 <= current_leader_epoch != partition.leader_epoch:
+            if current_leader_epoch < partition.leader_epoch:
+                return WireError.FENCED_LEADER_EPOCH
+            return WireError.UNKNOWN_LEADER_EPOCH
+        return partition
+
     def all(self) -> list[Partition]:
         return list(self._partitions.values())
 
