@@ -111,16 +111,20 @@ def run_load(bootstrap: str, topic: str, rate_mbps: float, seconds: float, recor
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "enable.idempotence": True,
-            "linger.ms": 5,
+            "linger.ms": 5, "batch.size": int(os.environ.get("BATCH", "1000000")),
             "queue.buffering.max.messages": 1_000_000,
         }
     )
     latencies: list[float] = []
     errors: list[str] = []
+    windows: dict[int, float] = {}
 
     def delivered(err: Any, _msg: Any, started: float) -> None:
         if err is None:
-            latencies.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            latencies.append(took)
+            second = int(started - began)
+            windows[second] = max(windows.get(second, 0.0), took)
         else:
             errors.append(str(err))
 
@@ -131,6 +135,7 @@ def run_load(bootstrap: str, topic: str, rate_mbps: float, seconds: float, recor
         producer.produce(topic, value=value)
     producer.flush(60)
     began = time.perf_counter()
+    windows.clear()
     sent = 0
     while True:
         now = time.perf_counter()
@@ -157,6 +162,7 @@ def run_load(bootstrap: str, topic: str, rate_mbps: float, seconds: float, recor
         "p50_ms": pct(latencies, 0.50) * 1000,
         "p99_ms": pct(latencies, 0.99) * 1000,
         "max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        "max_ms_per_second": [round(windows[k] * 1000) for k in sorted(windows)],
     }
 
 
