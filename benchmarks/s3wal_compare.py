@@ -200,7 +200,7 @@ def start_streambed(seaweed: Any, proxy: CountingProxy, bucket: str, workdir: Pa
                     window_ms: float, wal_options: dict[str, Any], objects: str) -> _Running:
     s3 = {
         "bucket": bucket,
-        "endpoint_url": f"http://127.0.0.1:{proxy.port}",
+        "endpoint_url": os.environ.get("DIRECT_S3") or f"http://127.0.0.1:{proxy.port}",
         "profile": "seaweedfs",
         "access_key_id": seaweed.access_key,
         "secret_access_key": {"env": "BENCH_S3_SECRET"},
@@ -210,10 +210,17 @@ def start_streambed(seaweed: Any, proxy: CountingProxy, bucket: str, workdir: Pa
         storage={
             "wal": {"type": "s3", "options": {"s3": s3, "window_ms": window_ms, **wal_options}},
             "objects": {"type": "s3", "options": s3} if objects == "s3" else {"type": "file"},
+            "engine": dict(json.loads(os.environ.get("BENCH_ENGINE", "{}"))),
         },
         env={"BENCH_S3_SECRET": seaweed.secret_key},
     ).start(timeout=120)
-    return _Running(broker.bootstrap, lambda: broker.stop())
+    def close() -> None:
+        broker.stop()
+        warnings = [line for line in broker.log_path.read_text().splitlines() if "WARN" in line]
+        if warnings:
+            print("  broker warnings:\n  " + "\n  ".join(warnings[-20:]))
+
+    return _Running(broker.bootstrap, close)
 
 
 def start_tansu(seaweed: Any, proxy: CountingProxy, bucket: str, workdir: Path) -> _Running:
@@ -262,12 +269,20 @@ def main() -> None:
                         metavar="KEY=VALUE", help="another s3 WAL option (repeatable)")
     parser.add_argument("--objects", choices=["s3", "file"], default="s3",
                         help="streambed's object store (file isolates the WAL)")
+    parser.add_argument("--engine-option", type=_option, action="append", default=[],
+                        metavar="KEY=VALUE", help="a stream engine setting for streambed")
+    parser.add_argument("--direct", action="store_true",
+                        help="streambed talks to SeaweedFS directly (no request counts)")
     parser.add_argument("--systems", nargs="+", default=["streambed", "tansu"],
                         choices=["streambed", "tansu"])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     seaweed = start_seaweedfs()
+    if args.engine_option:
+        os.environ["BENCH_ENGINE"] = json.dumps(dict(args.engine_option))
+    if args.direct:
+        os.environ["DIRECT_S3"] = seaweed.endpoint
     upstream = int(urlparse(seaweed.endpoint).port or 80)
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",

@@ -19,6 +19,7 @@ from streambed.broker.protocol.messages import (
     offset_for_leader_epoch,
     produce,
 )
+from streambed.broker.protocol.messages import metadata as md
 from streambed.broker.protocol.records import Record, encode_batch, iter_batches
 
 
@@ -403,4 +404,18 @@ async def test_unknown_topics_and_stale_epochs_get_error_codes(kafka: InProcessK
     assert answer.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     body = await client.request(1, 12, fetch_request("nope", 0))
     assert body.responses[0].partitions[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    await client.close()
+
+
+async def test_metadata_all_topics_in_v0_and_v12(kafka: InProcessKafka) -> None:
+    client = await kafka.client()
+    await create(client, "listed")
+    v0 = await client.request(3, 0, md.MetadataRequest(topics=[]))
+    assert [t.name for t in v0.topics] == ["listed"]
+    none = await client.request(3, 12, md.MetadataRequest(topics=[]))
+    assert none.topics == []
+    every = await client.request(3, 12, md.MetadataRequest(topics=None))
+    assert [t.name for t in every.topics] == ["listed"]
+    assert every.brokers[0].port == kafka.port
+    assert every.cluster_id and every.controller_id == 1
     await client.close()

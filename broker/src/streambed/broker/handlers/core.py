@@ -72,7 +72,8 @@ class _CoreHandlers:
     ) -> md.MetadataResponse:
         s = self.s
         topics: list[md.MetadataResponseTopic] = []
-        if request.topics is None:
+        if request.topics is None or (ctx.api_version == 0 and not request.topics):
+            # v0 has no null array: an empty list asks for every topic.
             for info in s.topics.topics():
                 topics.append(self._topic_metadata(info))
         else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aioboto3
@@ -35,6 +37,8 @@ from streambed.plugins.object_minio.options import S3Options
 
 __all__ = ["S3ObjectStore", "open_store"]
 
+_THREAD_PAYLOAD_BYTES = 1024 * 1024
+
 log = logging.getLogger("streambed.objects.s3")
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
@@ -55,10 +59,13 @@ class S3ObjectStore:
     """One long-lived client per store; keys are relative to ``options.prefix``."""
 
     def __init__(self, options: S3Options, client: Any, exit_stack: contextlib.AsyncExitStack,
-                 conditional_put: bool) -> None:
+                 conditional_put: bool, sync_client: Callable[[], Any] | None = None) -> None:
         self._o = options
         self._client = client
         self._stack = exit_stack
+        self._make_sync_client = sync_client
+        self._sync: Any = None
+        self._sync_lock = threading.Lock()
         self._caps = Capabilities(conditional_put=conditional_put, multipart=True)
         self._where = f"{options.endpoint_url or 'AWS S3'} bucket {options.bucket!r}"
 
@@ -98,7 +105,7 @@ class S3ObjectStore:
         if if_none_match:
             kwargs["IfNoneMatch"] = "*"
         try:
-            response = await self._client.put_object(**kwargs)
+            response = await self._call_with_payload("put_object", kwargs)
         except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
             raise self._translate(exc, f"PUT {key}") from exc
         return ObjectInfo(key, len(body), etag=str(response.get("ETag", "")).strip('"'))
@@ -115,9 +122,10 @@ class S3ObjectStore:
         try:
             for number, start in enumerate(range(0, len(body), self._o.multipart_part_bytes), 1):
                 chunk = view[start : start + self._o.multipart_part_bytes]
-                part = await self._client.upload_part(
-                    Bucket=self._o.bucket, Key=full, UploadId=upload_id,
-                    PartNumber=number, Body=bytes(chunk),
+                part = await self._call_with_payload(
+                    "upload_part",
+                    {"Bucket": self._o.bucket, "Key": full, "UploadId": upload_id,
+                     "PartNumber": number, "Body": bytes(chunk)},
                 )
                 parts.append({"ETag": part["ETag"], "PartNumber": number})
             response = await self._client.complete_multipart_upload(
@@ -131,6 +139,24 @@ class S3ObjectStore:
                 )
             raise self._translate(exc, f"PUT {key} (multipart)") from exc
         return ObjectInfo(key, len(body), etag=str(response.get("ETag", "")).strip('"'))
+
+    async def _call_with_payload(self, operation: str, kwargs: dict[str, Any]) -> Any:
+        """Send a request carrying a body. botocore hashes the whole payload (SHA-256 for the
+        signature over plain HTTP, checksums) on the calling thread before sending: 64 MiB held the
+        event loop for hundreds of milliseconds, stalling every produce. Bodies from
+        ``_THREAD_PAYLOAD_BYTES`` up go through a synchronous client on a worker thread instead,
+        where hashing and sending release the GIL and the loop keeps serving."""
+        body = kwargs["Body"]
+        if self._make_sync_client is None or len(body) < _THREAD_PAYLOAD_BYTES:
+            return await getattr(self._client, operation)(**kwargs)
+        return await asyncio.to_thread(self._sync_call, operation, kwargs)
+
+    def _sync_call(self, operation: str, kwargs: dict[str, Any]) -> Any:
+        with self._sync_lock:
+            if self._sync is None:
+                assert self._make_sync_client is not None
+                self._sync = self._make_sync_client()
+        return getattr(self._sync, operation)(**kwargs)
 
     async def get(self, key: str) -> bytes:
         try:
@@ -236,6 +262,9 @@ class S3ObjectStore:
 
     async def close(self) -> None:
         await self._stack.aclose()
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
 
 
 async def _probe(raw: S3ObjectStore, options: S3Options) -> bool:
@@ -299,7 +328,23 @@ async def open_store(options: S3Options, context: NodeContext) -> RetryingObject
     client = await stack.enter_async_context(
         session.client("s3", endpoint_url=options.endpoint_url, config=config)
     )
-    store = S3ObjectStore(options, client, stack, conditional_put=False)
+
+    def sync_client() -> Any:
+        # boto3 comes with aioboto3; same credentials and settings as the async client.
+        import boto3  # type: ignore[import-untyped]
+
+        return boto3.session.Session(
+            aws_access_key_id=options.access_key_id,
+            aws_secret_access_key=(
+                options.secret_access_key.get_secret_value() if options.secret_access_key else None
+            ),
+            aws_session_token=(
+                options.session_token.get_secret_value() if options.session_token else None
+            ),
+            region_name=options.region,
+        ).client("s3", endpoint_url=options.endpoint_url, config=config)
+
+    store = S3ObjectStore(options, client, stack, conditional_put=False, sync_client=sync_client)
     try:
         if options.create_bucket:
             try:

@@ -16,14 +16,27 @@ __all__ = ["S3WalOptions", "open_s3_wal"]
 MiB = 1024 * 1024
 
 
+LOCAL_WINDOW_MS = 10.0
+AWS_WINDOW_MS = 250.0
+
+
 class S3WalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def resolved_window_ms(self) -> float:
+        if self.window_ms is not None:
+            return self.window_ms
+        on_aws = self.s3.profile == "aws" or (self.s3.profile is None and not self.s3.endpoint_url)
+        return AWS_WINDOW_MS if on_aws else LOCAL_WINDOW_MS
+
     s3: S3Options = Field(description="Connection: the same options as the `s3` object store.")
     prefix: str = Field("wal/", description="Key prefix of WAL objects inside s3.prefix.")
-    window_ms: float = Field(
-        50.0, gt=0, description="Batching window: the latency floor. 50 suits a local store; "
-        "use 250 on AWS S3 to halve PUT cost."
+    window_ms: float | None = Field(
+        None,
+        gt=0,
+        description="Batching window: the latency floor, and PUTs per second = 1000 / window. "
+        "Default 10 on a local S3-compatible store (p99 produce ~120 ms at 10 MB/s on SeaweedFS) "
+        "and 250 on AWS S3 (profile aws, or no endpoint_url), where every PUT is billed.",
     )
     window_bytes: int = Field(4 * MiB, gt=0, description="Upload early once this much is pending.")
     max_inflight: int = Field(4, ge=1, description="WAL objects uploading at once.")
@@ -47,7 +60,7 @@ async def open_s3_wal(options: S3WalOptions, context: NodeContext) -> Any:
         holder_node_id=context.node_id,
         epoch=context.node_epoch,
         prefix=options.prefix,
-        window_ms=options.window_ms,
+        window_ms=options.resolved_window_ms(),
         window_bytes=options.window_bytes,
         max_inflight=options.max_inflight,
         capacity_bytes=options.capacity_bytes,
