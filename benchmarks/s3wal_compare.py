@@ -197,7 +197,7 @@ class _Running:
 
 
 def start_streambed(seaweed: Any, proxy: CountingProxy, bucket: str, workdir: Path,
-                    window_ms: float, wal_options: dict[str, Any], objects: str) -> _Running:
+                    window_ms: float | None, wal_options: dict[str, Any], objects: str) -> _Running:
     s3 = {
         "bucket": bucket,
         "endpoint_url": os.environ.get("DIRECT_S3") or f"http://127.0.0.1:{proxy.port}",
@@ -208,7 +208,8 @@ def start_streambed(seaweed: Any, proxy: CountingProxy, bucket: str, workdir: Pa
     broker = BrokerProcess(
         workdir,
         storage={
-            "wal": {"type": "s3", "options": {"s3": s3, "window_ms": window_ms, **wal_options}},
+            "wal": {"type": "s3", "options": {
+                "s3": s3, **({"window_ms": window_ms} if window_ms else {}), **wal_options}},
             "objects": {"type": "s3", "options": s3} if objects == "s3" else {"type": "file"},
             "engine": dict(json.loads(os.environ.get("BENCH_ENGINE", "{}"))),
         },
@@ -264,13 +265,16 @@ def main() -> None:
     parser.add_argument("--rate-mbps", type=float, default=10.0, help="offered load (default 10)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per system")
     parser.add_argument("--record", type=int, default=1024, help="record value bytes")
-    parser.add_argument("--window-ms", type=float, default=50.0, help="streambed s3 WAL window")
+    parser.add_argument("--window-ms", type=float, default=None,
+                        help="streambed s3 WAL window (default: the plugin's, 10 ms here)")
     parser.add_argument("--wal-option", type=_option, action="append", default=[],
                         metavar="KEY=VALUE", help="another s3 WAL option (repeatable)")
     parser.add_argument("--objects", choices=["s3", "file"], default="s3",
                         help="streambed's object store (file isolates the WAL)")
     parser.add_argument("--engine-option", type=_option, action="append", default=[],
-                        metavar="KEY=VALUE", help="a stream engine setting for streambed")
+                        metavar="KEY=VALUE",
+                        help="a stream engine setting for streambed (default "
+                        "upload_threshold_bytes=8388608, as the S3 WAL docs recommend)")
     parser.add_argument("--direct", action="store_true",
                         help="streambed talks to SeaweedFS directly (no request counts)")
     parser.add_argument("--systems", nargs="+", default=["streambed", "tansu"],
@@ -279,8 +283,9 @@ def main() -> None:
     args = parser.parse_args()
 
     seaweed = start_seaweedfs()
-    if args.engine_option:
-        os.environ["BENCH_ENGINE"] = json.dumps(dict(args.engine_option))
+    engine = {"upload_threshold_bytes": 8 << 20, **dict(args.engine_option)}
+    os.environ["BENCH_ENGINE"] = json.dumps(engine)
+    results_engine = engine
     if args.direct:
         os.environ["DIRECT_S3"] = seaweed.endpoint
     upstream = int(urlparse(seaweed.endpoint).port or 80)
@@ -288,6 +293,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "rate_mbps": args.rate_mbps, "seconds": args.seconds, "record": args.record,
         "window_ms": args.window_ms,
+        "engine": results_engine,
     }
     try:
         with tempfile.TemporaryDirectory(prefix="s3wal-bench-") as tmp:
