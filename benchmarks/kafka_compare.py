@@ -195,8 +195,8 @@ class Streambed:
     """A ``streambed broker`` process on the embedded default storage."""
 
     def __init__(self, workdir: Path) -> None:
-        engine = json.loads(os.environ.get("STREAMBED_BENCH_ENGINE", "{}"))
-        self.broker = BrokerProcess(workdir, storage={"engine": engine} if engine else None)
+        storage = json.loads(os.environ.get("STREAMBED_BENCH_STORAGE", "{}"))
+        self.broker = BrokerProcess(workdir, storage=storage or None)
         self.bootstrap = self.broker.bootstrap
 
     def start(self) -> Streambed:

@@ -72,3 +72,15 @@ async def test_file_store_crash_before_rename_leaves_nothing_visible(tmp_path: P
     monkeypatch.undo()
     assert (await store.list("")).objects == []
     assert list((tmp_path / "objects" / ".tmp").iterdir()) == []
+
+
+async def test_file_store_paces_writes(tmp_path: Path) -> None:
+    """``write_mib_per_s`` spreads an object's writes over time (off the event loop)."""
+    store = await open_file_store(
+        FileObjectStoreOptions(root=tmp_path / "paced", write_mib_per_s=8), NodeContext(data_dir=tmp_path)
+    )
+    began = time.monotonic()
+    await store.put("paced", [b"p" * (1 << 20), b"q" * (1 << 20)])  # 2 MiB at 8 MiB/s
+    assert time.monotonic() - began >= 0.2
+    assert await store.get("paced") == b"p" * (1 << 20) + b"q" * (1 << 20)
+    await store.close()
