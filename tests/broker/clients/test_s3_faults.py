@@ -1,5 +1,6 @@
-"""A live broker whose S3 (SeaweedFS) sits behind a fault proxy: 503 SlowDown storms and dropped
-responses while clients produce, while the engine uploads, and while a restarted broker recovers.
+"""A live broker whose S3 (SeaweedFS) sits behind a fault proxy: 503 SlowDown storms, dropped
+responses and requests that time out, while clients produce, while the engine uploads, and while a
+restarted broker recovers.
 Nothing acknowledged is lost and the broker never exits."""
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class ThreadedProxy:
         self.thread.start()
         self.port = asyncio.run_coroutine_threadsafe(self.proxy.start(), self.loop).result(10)
 
-    def set_faults(self, slowdown: float, drop: float) -> None:
+    def set_faults(self, slowdown: float, drop: float, stall: float = 0.0) -> None:
         def apply() -> None:
-            self.proxy.slowdown, self.proxy.drop = slowdown, drop
+            self.proxy.slowdown, self.proxy.drop, self.proxy.stall = slowdown, drop, stall
+            self.proxy.stall_s = 3.0
 
         self.loop.call_soon_threadsafe(apply)
 
@@ -105,6 +107,7 @@ def test_s3_faults_lose_nothing_acknowledged(
         "secret_access_key": {"env": SECRET_ENV},
         "retry_attempts": 20,
         "retry_max_delay_s": 0.5,
+        "read_timeout_s": 1.0,
     }
     storage: dict[str, Any] = {
         "objects": {"type": "s3", "options": s3},
@@ -118,7 +121,8 @@ def test_s3_faults_lose_nothing_acknowledged(
     acked: list[bytes] = []
     try:
         _produce(broker.bootstrap, "faults", 0, 500, acked)
-        proxy.set_faults(slowdown=0.3, drop=0.1)  # the storm: during produce and uploads
+        # The storm, during produce and uploads: throttling, lost answers, silent server.
+        proxy.set_faults(slowdown=0.3, drop=0.1, stall=0.03)
         _produce(broker.bootstrap, "faults", 500, 1500, acked)
         assert broker.running, broker.log_tail()
         broker.kill()
@@ -131,7 +135,8 @@ def test_s3_faults_lose_nothing_acknowledged(
         proxy.set_faults(0.0, 0.0)
         if broker.running:
             assert broker.stop() == 0, broker.log_tail()
-    assert proxy.proxy.counts["slowdown"] > 0 and proxy.proxy.counts["drop"] > 0
+    counts = proxy.proxy.counts
+    assert counts["slowdown"] > 0 and counts["drop"] > 0 and counts["stall"] > 0, counts
     missing = set(acked) - set(stored)
     assert not missing, f"{len(missing)} acknowledged records lost"
     assert len(stored) == len(set(stored)), "duplicates after retries"

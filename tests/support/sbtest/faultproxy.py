@@ -5,6 +5,8 @@ Each request from the client is parsed (head + Content-Length body), then, by a 
 - ``slowdown``: answered ``503 SlowDown`` with S3's XML error, never forwarded;
 - ``drop``: forwarded to the server (so a PUT really happens), but the connection is closed without
   an answer — the client cannot know whether the write landed;
+- ``stall``: forwarded, but the answer is held for ``stall_s`` seconds and then dropped: a server
+  that stops answering, which only the client's read timeout ends;
 - otherwise forwarded and the answer relayed.
 """
 
@@ -67,8 +69,12 @@ class FaultProxy:
     upstream_port: int
     slowdown: float = 0.0
     drop: float = 0.0
+    stall: float = 0.0
+    stall_s: float = 5.0
     seed: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {"forwarded": 0, "slowdown": 0, "drop": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"forwarded": 0, "slowdown": 0, "drop": 0, "stall": 0}
+    )
     requests: dict[str, int] = field(default_factory=dict)
     """Requests received, by S3 operation (``PUT``, ``GET``, ``DELETE``, ``LIST``, ``POST`` …)."""
     bytes_in: int = 0
@@ -122,6 +128,10 @@ class FaultProxy:
                 if roll < self.slowdown + self.drop:
                     self.counts["drop"] += 1
                     return  # the server did the work; the client never hears of it
+                if roll < self.slowdown + self.drop + self.stall:
+                    self.counts["stall"] += 1
+                    await asyncio.sleep(self.stall_s)
+                    return  # the client gave up long ago (read timeout)
                 self.counts["forwarded"] += 1
                 writer.write(response)
                 await writer.drain()
