@@ -19,8 +19,8 @@ every append, the durability streambed gives).
 
 Needs ``java`` and ``mvn`` (the jars are fetched from Maven Central into ~/.cache/streambed once,
 by ``tests/support/sbtest/java.py``). Prints a Markdown table and writes every parsed number as JSON
-(default ``benchmarks/.results/kafka_compare.json``, ignored by git). With ``--plot PNG`` and
-matplotlib installed it also draws a bar chart; without matplotlib the plot is skipped.
+(default ``benchmarks/.results/kafka_compare.json``, ignored by git). With ``--plot FILE.svg`` it also
+draws an SVG bar chart (``benchmarks/svgplot.py``; no plotting library needed).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from sbtest.broker import BrokerProcess, free_port  # noqa: E402
 from sbtest.java import KAFKA_VERSION, java_available, java_command, kafka_libs  # noqa: E402
@@ -590,33 +591,26 @@ def markdown(results: dict[str, Any], summary: dict[str, Any], rate_mib: float) 
 
 
 def plot(results: dict[str, Any], path: Path, rate_mib: float) -> str:
-    try:
-        import matplotlib
+    """An SVG bar chart of the run (no plotting library needed)."""
+    from svgplot import Panel, bar_chart
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed: plot skipped"
     systems = [s for s in SYSTEMS if s in results]
-    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), dpi=80)
-    panels = [
-        ("produce MB/s (max)", [get(results, s, "produce", "mb_per_s") or 0 for s in systems]),
-        (f"p99 ms at {rate_mib:g} MB/s", [get(results, s, "latency", "p99_ms") or 0 for s in systems]),
-        ("consume MB/s", [get(results, s, "consume", "fetch_mb_per_s") or 0 for s in systems]),
-    ]
-    for ax, (title, values) in zip(axes, panels, strict=True):
-        ax.bar(systems, values, color=["#3b7dd8", "#999999", "#666666"][: len(systems)])
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
+
+    def values(case: str, key: str) -> dict[str, float]:
+        return {s: float(v) for s in systems if (v := get(results, s, case, key)) is not None}
+
+    svg = bar_chart(
+        [
+            Panel("produce MB/s (max)", values("produce", "mb_per_s")),
+            Panel(f"p99 ms at {rate_mib:g} MB/s", values("latency", "p99_ms"), lower_is_better=True),
+            Panel("consume MB/s", values("consume", "fetch_mb_per_s")),
+        ],
+        title="streambed vs Apache Kafka (ProducerPerformance / ConsumerPerformance, 1 KiB, acks=all)",
+        width=300,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    size = path.stat().st_size
-    if size >= 100_000:
-        path.unlink()
-        return f"plot was {size} bytes (>= 100 KB): removed"
-    return f"plot written to {path} ({size} bytes)"
+    path.write_text(svg)
+    return f"plot written to {path} ({len(svg)} bytes)"
 
 
 def main() -> None:
@@ -655,7 +649,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / ".results" / "kafka_compare.json",
                         help="JSON results path (default benchmarks/.results/kafka_compare.json)")
     parser.add_argument("--plot", type=Path, default=None,
-                        help="write a PNG bar chart here (needs matplotlib; skipped otherwise)")
+                        help="write an SVG bar chart here")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per tool run")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 30000 records (+10000 warm-up), 3 s (+1 s) at the offered rate")

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sbtest.broker import BrokerProcess, free_port
 from sbtest.faultproxy import FaultProxy
@@ -255,6 +256,22 @@ def start_tansu(seaweed: Any, proxy: CountingProxy, bucket: str, workdir: Path) 
     return _Running(f"127.0.0.1:{port}", close)
 
 
+def plot(results: dict[str, Any]) -> str:
+    """An SVG bar chart: latency and S3 PUTs per GB of each system."""
+    from svgplot import Panel, bar_chart
+
+    systems = [s for s in ("streambed", "tansu") if s in results]
+    return bar_chart(
+        [
+            Panel("p50 ms", {s: results[s]["p50_ms"] for s in systems}, lower_is_better=True),
+            Panel("p99 ms", {s: results[s]["p99_ms"] for s in systems}, lower_is_better=True),
+            Panel("S3 PUTs per GB", {s: results[s]["puts_per_gb"] for s in systems},
+                  lower_is_better=True),
+        ],
+        title=f"S3 WAL under the broker on SeaweedFS, {results['rate_mbps']:g} MB/s, acks=all",
+    )
+
+
 def _option(text: str) -> tuple[str, Any]:
     key, _, value = text.partition("=")
     return key, json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
@@ -280,6 +297,7 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["streambed", "tansu"],
                         choices=["streambed", "tansu"])
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plot", type=Path, help="write an SVG bar chart here")
     args = parser.parse_args()
 
     seaweed = start_seaweedfs()
@@ -329,6 +347,9 @@ def main() -> None:
         }
     text = json.dumps(results, indent=2)
     print(text)
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        args.plot.write_text(plot(results))
     if args.json:
         args.json.write_text(text)
 
