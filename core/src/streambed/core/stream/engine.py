@@ -988,35 +988,17 @@ class StreamEngine:
 
     async def _merge(self, chosen: list[ObjectMeta], streams: dict[int, StreamMeta]) -> int:
         """Rewrite objects as one stream object per stream, keeping only live data."""
-        per_stream: dict[int, list[Batch]] = collections.defaultdict(list)
+        sources: list[tuple[list[BlockIndex], bytes]] = []
         for meta in chosen:
-            index = await self._object_index_of(meta)
-            data = await self.objects.get(meta.key)
-            for block in index:
-                stream = streams.get(block.stream_id)
-                if stream is None or stream.state == "deleted" or block.end <= stream.start:
-                    continue
-                piece = data[block.position : block.position + block.size]
-                per_stream[block.stream_id].extend(parse_block(piece, block))
-        plans: list[tuple[int, list[Batch]]] = [
-            (sid, sorted(per_stream[sid], key=lambda b: b.base)) for sid in sorted(per_stream)
-        ]
+            sources.append((await self._object_index_of(meta), await self.objects.get(meta.key)))
+        # Parsing and rebuilding up to compaction_max_bytes is CPU work: off the event loop.
+        plans = await asyncio.to_thread(self._build_merged, sources, streams)
         new = await self.meta.prepare_objects(
             ["so"] * len(plans), self.settings.prepared_timeout_ms / 1000.0
         )
         try:
-            for meta, (stream_id, batches) in zip(new, plans, strict=True):
-                builder = ObjectBuilder(self.settings.block_bytes)
-                # Contiguous runs only: a range must never claim offsets it does not hold.
-                run_start = previous_end = batches[0].base
-                for batch in batches:
-                    if batch.base != previous_end:
-                        meta.ranges.append((stream_id, run_start, previous_end))
-                        run_start = batch.base
-                    builder.add(stream_id, batch)
-                    previous_end = batch.end
-                meta.ranges.append((stream_id, run_start, previous_end))
-                parts = builder.finish()[0]
+            for meta, (ranges, parts) in zip(new, plans, strict=True):
+                meta.ranges.extend(ranges)
                 meta.size = sum(len(p) for p in parts)
                 await self.objects.put(meta.key, parts)
         except BaseException:
@@ -1033,6 +1015,36 @@ class StreamEngine:
         for meta in new:
             self._index_object(meta)
         return len(chosen)
+
+    def _build_merged(
+        self, sources: list[tuple[list[BlockIndex], bytes]], streams: dict[int, StreamMeta]
+    ) -> list[tuple[list[tuple[int, int, int]], list[bytes | memoryview]]]:
+        """``(ranges, parts)`` of one new stream object per stream with live data (runs on a
+        worker thread)."""
+        per_stream: dict[int, list[Batch]] = collections.defaultdict(list)
+        for index, data in sources:
+            for block in index:
+                stream = streams.get(block.stream_id)
+                if stream is None or stream.state == "deleted" or block.end <= stream.start:
+                    continue
+                piece = data[block.position : block.position + block.size]
+                per_stream[block.stream_id].extend(parse_block(piece, block))
+        out: list[tuple[list[tuple[int, int, int]], list[bytes | memoryview]]] = []
+        for stream_id in sorted(per_stream):
+            batches = sorted(per_stream[stream_id], key=lambda b: b.base)
+            builder = ObjectBuilder(self.settings.block_bytes)
+            ranges: list[tuple[int, int, int]] = []
+            # Contiguous runs only: a range must never claim offsets it does not hold.
+            run_start = previous_end = batches[0].base
+            for batch in batches:
+                if batch.base != previous_end:
+                    ranges.append((stream_id, run_start, previous_end))
+                    run_start = batch.base
+                builder.add(stream_id, batch)
+                previous_end = batch.end
+            ranges.append((stream_id, run_start, previous_end))
+            out.append((ranges, builder.finish()[0]))
+        return out
 
     # -- introspection -----------------------------------------------------------------------------
 
