@@ -313,3 +313,26 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     yield process
     if process.running:
         process.stop()
+
+
+def test_kcat_consumes_an_empty_then_growing_topic(module_broker: BrokerProcess, kcat: str) -> None:
+    """An empty fetch answer carries an empty record set, never a null one: librdkafka 2.0 fails
+    to parse a null set ("invalid MessageSetSize -1") and never reads the topic."""
+    topic = topic_name("kcat-empty")
+    subprocess_free_create(module_broker, topic, 1)
+    consumer = subprocess.Popen(
+        [kcat, "-b", module_broker.bootstrap, "-C", "-t", topic, "-o", "beginning", "-c", "3",
+         "-f", "%s\n"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # the consumer polls the empty partition meanwhile
+    produced = subprocess.run(
+        [kcat, "-b", module_broker.bootstrap, "-P", "-t", topic],
+        input="a\nb\nc\n", capture_output=True, text=True, timeout=60,
+    )
+    assert produced.returncode == 0, produced.stderr
+    out, err = consumer.communicate(timeout=60)
+    assert out.splitlines() == ["a", "b", "c"], err
+    assert "MessageSetSize" not in err and "PROTOERR" not in err, err

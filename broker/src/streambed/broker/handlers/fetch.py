@@ -162,7 +162,8 @@ class _FetchHandler:
         waitable: list[tuple[Partition, int]] = []
         for key, state in wanted.items():
             name, index = key
-            out = m.PartitionData(partition_index=index)
+            # Empty, not null: librdkafka 2.0 (Debian kcat) rejects a null record set.
+            out = m.PartitionData(partition_index=index, records=b"")
             answers.append((key, state, out))
             partition = self.s.partitions.lookup(
                 name,
@@ -207,7 +208,7 @@ class _FetchHandler:
         topics: dict[str, m.FetchableTopicResponse] = {}
         for (name, _index), state, out in answers:
             changed = (
-                out.records is not None
+                bool(out.records)
                 or out.error_code != state.last_error
                 or out.high_watermark != state.last_hw
                 or out.log_start_offset != state.last_start
