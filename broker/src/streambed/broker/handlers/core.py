@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streambed.broker.domain.errors import KafkaError
+from streambed.broker.domain.producer_ids import ProducerIdAndEpoch
 from streambed.broker.domain.topic_names import validate_topic_name
 from streambed.broker.domain.topics import TopicInfo
 from streambed.broker.protocol.errors import ErrorCode, RecordBatchError
@@ -153,8 +154,6 @@ class _CoreHandlers:
     async def init_producer_id(
         self, ctx: RequestContext, request: init_producer_id.InitProducerIdRequest
     ) -> init_producer_id.InitProducerIdResponse:
-        from streambed.broker.domain.producer_ids import ProducerIdAndEpoch
-
         expected = None
         if request.producer_id >= 0:
             expected = ProducerIdAndEpoch(request.producer_id, request.producer_epoch)
