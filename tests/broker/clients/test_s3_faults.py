@@ -40,7 +40,16 @@ class ThreadedProxy:
         self.loop.call_soon_threadsafe(apply)
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.proxy.stop(), self.loop).result(10)
+        async def shutdown() -> None:
+            await self.proxy.stop()
+            # Connections still held (a stalled answer) are cancelled and awaited, so nothing is
+            # left pending when this loop closes.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
