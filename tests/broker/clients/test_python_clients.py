@@ -336,3 +336,23 @@ def test_kcat_consumes_an_empty_then_growing_topic(module_broker: BrokerProcess,
     out, err = consumer.communicate(timeout=60)
     assert out.splitlines() == ["a", "b", "c"], err
     assert "MessageSetSize" not in err and "PROTOERR" not in err, err
+
+
+def test_deleting_a_topic_forgets_its_committed_offsets(module_broker: BrokerProcess) -> None:
+    """A topic created again under the same name starts without the old committed offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topic = topic_name("recreated")
+    subprocess_free_create(module_broker, topic, 1)
+    group = f"g-{topic}"
+    consumer = Consumer({"bootstrap.servers": module_broker.bootstrap, "group.id": group})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 42)], asynchronous=False)
+    [before] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    assert before.offset == 42
+    admin = AdminClient({"bootstrap.servers": module_broker.bootstrap})
+    admin.delete_topics([topic])[topic].result(30)
+    subprocess_free_create(module_broker, topic, 1)
+    [after] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    consumer.close()
+    assert after.offset < 0, after  # OFFSET_INVALID: nothing committed

@@ -39,6 +39,7 @@ from streambed.broker.protocol.messages import describe_topic_partitions as dtp
 from streambed.broker.protocol.messages import incremental_alter_configs as iac
 from streambed.broker.protocol.messages import list_partition_reassignments as lpr
 from streambed.broker.server.context import Endpoint, Handler, RequestContext, Services
+from streambed.broker.server.partitions import PartitionManager
 from streambed.core.config.model import BrokerSection
 from streambed.core.context import NodeContext
 from streambed.core.errors import NotFound, StreambedError
@@ -101,6 +102,14 @@ class FakePartitions:
     def get(self, topic: str, index: int) -> FakePartition | None:
         return self.parts.get((topic, index))
 
+    @property
+    def _partitions(self) -> dict[tuple[str, int], FakePartition]:
+        return self.parts
+
+    def lookup(self, topic: str, index: int, **kwargs: Any) -> FakePartition | int:
+        # The real lookup (its error codes are part of what these tests check).
+        return PartitionManager.lookup(self, topic, index, **kwargs)  # type: ignore[arg-type,return-value]
+
     def all(self) -> list[FakePartition]:
         return list(self.parts.values())
 
@@ -146,8 +155,8 @@ class FakePartitions:
         self._close(info.name)
         return info
 
-    async def configs_changed(self, name: str) -> None:
-        self.configs_changed_for.append(name)
+    async def configs_changed(self, name: str | None) -> None:
+        self.configs_changed_for.append(name or "*")
 
 
 @dataclass
@@ -661,7 +670,7 @@ async def test_alter_configs(env: Env, version: int, caplog: pytest.LogCaptureFi
     info = env.topics.get("t")
     assert info is not None and dict(info.configs) == {"max.message.bytes": "2000"}
     assert env.configs.topic_default("retention.ms")[0] == "9000"
-    assert env.partitions.configs_changed_for == ["t"]
+    assert env.partitions.configs_changed_for == ["t", "*"]  # the broker default changed too
     assert any("altered configs of topic t" in r.getMessage() for r in caplog.records)
     assert any("altered configs of broker default" in r.getMessage() for r in caplog.records)
 
@@ -774,7 +783,7 @@ async def test_incremental_alter_broker_and_others(env: Env, version: int) -> No
     ]
     assert response.responses[2].error_message == "Unexpected broker id, expected 1, but received 9"
     assert env.configs.value("message.max.bytes") == "2000000"
-    assert env.partitions.configs_changed_for == []
+    assert env.partitions.configs_changed_for == ["*"]  # a broker config: every partition refreshes
 
 
 # -- DeleteRecords -----------------------------------------------------------------------------

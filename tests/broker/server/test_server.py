@@ -419,3 +419,35 @@ async def test_metadata_all_topics_in_v0_and_v12(kafka: InProcessKafka) -> None:
     assert every.brokers[0].port == kafka.port
     assert every.cluster_id and every.controller_id == 1
     await client.close()
+
+
+async def test_config_changes_reach_open_partitions(kafka: InProcessKafka) -> None:
+    """max.message.bytes set on the topic, and then on the broker (which the topic inherits
+    once its own override is gone), applies to the next produce at once."""
+    from streambed.broker.protocol.messages import incremental_alter_configs as iac
+
+    client = await kafka.client()
+    await create(client, "sized")
+    assert (await send(client, "sized", batch(1, size=5000))).error_code == 0
+
+    async def alter(resource_type: int, name: str, key: str, op: int, value: str | None) -> None:
+        body = await client.request(
+            44,
+            1,
+            iac.IncrementalAlterConfigsRequest(
+                [iac.AlterConfigsResource(resource_type, name, [iac.AlterableConfig(key, op, value)])]
+            ),
+        )
+        assert body.responses[0].error_code == 0, body.responses[0]
+
+    await alter(2, "sized", "max.message.bytes", 0, "2000")  # topic, SET
+    assert (await send(client, "sized", batch(1, size=5000))).error_code == (
+        ErrorCode.MESSAGE_TOO_LARGE
+    )
+    await alter(2, "sized", "max.message.bytes", 1, None)  # topic, DELETE: back to the default
+    assert (await send(client, "sized", batch(1, size=5000))).error_code == 0
+    await alter(4, "1", "message.max.bytes", 0, "3000")  # broker: topics default to it
+    assert (await send(client, "sized", batch(1, size=5000))).error_code == (
+        ErrorCode.MESSAGE_TOO_LARGE
+    )
+    await client.close()

@@ -467,8 +467,9 @@ class _Admin:
                 kind = "topic" if resource_type == TOPIC_RESOURCE else "broker"
                 target = f"{kind} {name}" if name else f"{kind} default"
                 log.info("%s altered configs of %s: %s", _who(ctx), target, change)
-                if resource_type == TOPIC_RESOURCE:
-                    await self._s.partitions.configs_changed(name)
+                await self._s.partitions.configs_changed(
+                    name if resource_type == TOPIC_RESOURCE else None
+                )
             out.append((res, ErrorCode.NONE, None))
         return out
 
@@ -495,12 +496,9 @@ class _Admin:
         return dr.DeleteRecordsResponse(topics=topics)
 
     async def _delete_records(self, topic: str, index: int, offset: int) -> int:
-        partition = self._s.partitions.get(topic, index)
-        if partition is None:
-            info = self._s.topics.get(topic)
-            if info is not None and info.partition(index) is not None:
-                raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        partition = self._s.partitions.lookup(topic, index)
+        if isinstance(partition, int):
+            raise KafkaError(ErrorCode(partition))
         if offset < -1:  # -1 is "the high watermark"; anything lower is no offset at all
             raise KafkaError(
                 ErrorCode.OFFSET_OUT_OF_RANGE,

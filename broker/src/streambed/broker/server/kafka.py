@@ -122,6 +122,7 @@ class KafkaServer:
             clock=clock,
         )
         await groups.start()
+        partitions.on_topic_deleted = lambda name: groups.delete_topic_offsets([name])
         # The first listener is the one clients are told about unless advertised ones are set.
         advertised = (settings.advertised_listeners or settings.listeners)[0]
         _, adv_host, adv_port = parse_listener(advertised)

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from streambed.broker.domain.errors import ErrorCode, KafkaError
@@ -299,6 +299,7 @@ class PartitionManager:
         self.verify_records = verify_records
         self.retention_check_interval_s = retention_check_interval_s
         self._expiration_ms = producer_id_expiration_ms
+        self.on_topic_deleted: Callable[[str], Awaitable[None]] | None = None
         self._partitions: dict[tuple[str, int], Partition] = {}
         self._by_stream: dict[int, Partition] = {}
         self._task: asyncio.Task[None] | None = None
@@ -482,21 +483,39 @@ class PartitionManager:
 
     async def delete_topic(self, name: str) -> TopicInfo:
         async with self._lock:
-            return await self.topics.delete_topic(name)
+            info = await self.topics.delete_topic(name)
+        await self._topic_deleted(info)
+        return info
 
     async def delete_topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo:
         async with self._lock:
-            return await self.topics.delete_topic_by_id(topic_id)
+            info = await self.topics.delete_topic_by_id(topic_id)
+        await self._topic_deleted(info)
+        return info
 
-    async def configs_changed(self, name: str) -> None:
-        info = self.topics.get(name)
-        if info is None:
+    async def _topic_deleted(self, info: TopicInfo) -> None:
+        """What else goes with a topic (its groups' committed offsets, as in Kafka): a topic
+        created again under the same name must not inherit them."""
+        if self.on_topic_deleted is None:
             return
-        config = self.topics.topic_config(name)
-        for p in info.partitions:
-            partition = self._partitions.get((name, p.index))
-            if partition is not None:
-                partition.config = config
+        try:
+            await self.on_topic_deleted(info.name)
+        except Exception:
+            log.warning("cleaning up after deleted topic %s failed", info.name, exc_info=True)
+
+    async def configs_changed(self, name: str | None) -> None:
+        """Refresh the cached effective configs of one topic's partitions, or of every
+        partition (``None``: a broker config changed, and topic configs default to it)."""
+        names = [name] if name is not None else sorted({p.topic for p in self.all()})
+        for topic in names:
+            info = self.topics.get(topic)
+            if info is None:
+                continue
+            config = self.topics.topic_config(topic)
+            for p in info.partitions:
+                partition = self._partitions.get((topic, p.index))
+                if partition is not None:
+                    partition.config = config
 
 
 def storage_error_code(exc: BaseException) -> int:
