@@ -985,11 +985,7 @@ class GroupCoordinator:
         retention_time_ms: int = -1,
         missing_group_error: ErrorCode = ErrorCode.ILLEGAL_GENERATION,
     ) -> dict[TopicPartition, ErrorCode]:
-        """OffsetCommit; the answer is durable when this returns. Generation -1 on an empty or
-        unknown group is a "simple" commit (admin tools, ``assign()`` consumers).
-        ``missing_group_error`` is what a commit with a generation to an unknown group gets:
-        ILLEGAL_GENERATION before v9, GROUP_ID_NOT_FOUND from v9. ``retention_time_ms`` is
-        v2-v4's field (-1: broker default)."""
+        """OffsetCommit, durable when this returns (see :meth:`GroupOffsets.commit`)."""
         return await self._offsets.commit(
             group_id,
             offsets,
