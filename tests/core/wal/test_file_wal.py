@@ -50,6 +50,20 @@ class TestFileWal(WalConformance):
         return open_wal
 
 
+class TestFileWalThreaded(WalConformance):
+    """The same contract with every commit on the writer thread (no inline commits)."""
+
+    @pytest.fixture
+    def wal_factory(self, tmp_path: Path) -> Callable[..., Awaitable[WriteAheadLog]]:
+        async def open_wal(capacity_bytes: int | None = None, full_timeout_s: float = 10) -> Any:
+            options = FileWalOptions(dir=tmp_path / "wal", capacity_bytes=capacity_bytes or 2**30,
+                                     full_timeout_ms=int(full_timeout_s * 1000),
+                                     segment_bytes=16 * 1024, inline_max_bytes=0)
+            return await open_file_wal(options, NodeContext(data_dir=tmp_path))
+
+        return open_wal
+
+
 Records = list[tuple[int, bytes]]
 
 
@@ -313,7 +327,8 @@ async def test_unreadable_checkpoint_replays_from_the_oldest_segment(tmp_path: P
 
 async def _fail_during_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
                              error: OSError) -> None:
-    wal, _ = await opened(tmp_path / "w")
+    # On the writer thread, so the test can hold the failing call while more appends queue.
+    wal, _ = await opened(tmp_path / "w", inline_max_bytes=0)
     ok = await wal.append(b"ok")
     release = threading.Event()
     calls: list[int] = []
@@ -417,7 +432,7 @@ async def test_trimmed_segments_are_reused_and_disk_use_is_bounded(tmp_path: Pat
 async def test_trim_past_the_durable_end_then_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A trim may cover appends still queued; if the process dies before they are written, the
     log restarts at the trim offset and nothing below it is served."""
-    wal, _ = await opened(tmp_path / "w")
+    wal, _ = await opened(tmp_path / "w", inline_max_bytes=0)
     await append_all(wal, [b"durable"] * 3)
     release = threading.Event()
     real = os.fdatasync
@@ -458,6 +473,99 @@ async def test_group_commit_shares_fsyncs(tmp_path: Path) -> None:
     assert stats.appends == 2000
     assert stats.syncs < stats.appends / 5, stats
     await wal.close()
+
+
+async def test_inline_commit_runs_on_the_loop_and_groups_one_iteration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wal, _ = await opened(tmp_path / "w")
+    threads: list[str] = []
+    real = os.fdatasync
+
+    def traced(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", traced)
+    offsets = await asyncio.gather(*(wal.append(b"i%d" % n) for n in range(10)))
+    assert offsets == sorted(offsets)
+    # Ten appends made in one loop iteration: one write, one sync, on the loop's own thread.
+    assert threads == [threading.current_thread().name]
+    monkeypatch.undo()
+    await wal.close()
+    assert [b for _, b in await reopened(tmp_path / "w")] == [b"i%d" % n for n in range(10)]
+
+
+async def test_big_commits_and_commits_behind_the_thread_go_to_the_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit over inline_max_bytes goes to the writer thread; while the thread holds it, small
+    appends follow it there too, and everything completes in offset order."""
+    wal, _ = await opened(tmp_path / "w", inline_max_bytes=4096)
+    release = threading.Event()
+    threads: list[str] = []
+    real = os.fdatasync
+    loop_thread = threading.current_thread().name
+
+    def held(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        if threading.current_thread().name != loop_thread:
+            release.wait(5)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held)
+    done: list[int] = []
+
+    async def append(body: bytes) -> int:
+        offset = await wal.append(body)
+        done.append(offset)
+        return offset
+
+    big = asyncio.create_task(append(b"B" * 10_000))
+    while not threads:
+        await asyncio.sleep(0.001)
+    small = [asyncio.create_task(append(b"s%d" % n)) for n in range(5)]
+    await asyncio.sleep(0.02)
+    assert not done, "nothing completes before the held batch"
+    assert threads[0] != loop_thread
+    release.set()
+    await asyncio.gather(big, *small)
+    assert done == sorted(done)
+    assert loop_thread not in threads, "no inline commit while the thread had one outstanding"
+    threads.clear()
+    await wal.append(b"after")  # the thread is idle again: inline
+    assert threads == [loop_thread]
+    monkeypatch.undo()
+    await wal.close()
+    bodies = [b for _, b in await reopened(tmp_path / "w")]
+    assert bodies == [b"B" * 10_000, *(b"s%d" % n for n in range(5)), b"after"]
+
+
+async def test_failed_inline_fsync_fails_the_commit_and_refuses_later_appends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wal, _ = await opened(tmp_path / "w")
+    assert await wal.append(b"ok") == 0
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    results = await asyncio.gather(*(wal.append(b"lost") for _ in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results), results
+    monkeypatch.undo()
+    with pytest.raises(Unavailable, match="refuses appends"):
+        await wal.append(b"refused")
+    assert wal.stats().appends == 1
+    await wal.close()
+    assert (await reopened(tmp_path / "w"))[0] == (0, b"ok")
+
+
+async def test_close_writes_appends_gathered_for_an_inline_commit(tmp_path: Path) -> None:
+    wal, _ = await opened(tmp_path / "w")
+    pending = [asyncio.create_task(wal.append(b"c%d" % n)) for n in range(3)]
+    await asyncio.sleep(0)  # the appends ran up to their await: gathered, not yet committed
+    await wal.close()
+    assert [await p for p in pending] == sorted(await asyncio.gather(*pending))
+    assert [b for _, b in await reopened(tmp_path / "w")] == [b"c0", b"c1", b"c2"]
 
 
 async def test_max_batch_bytes_bounds_a_batch(tmp_path: Path) -> None:

