@@ -630,3 +630,23 @@ async def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.Mo
     await wal.close()
     monkeypatch.undo()
     assert await reopened(tmp_path / "w") == list(zip(offsets, items, strict=True))
+
+
+async def test_slow_disk_is_reported_once_per_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    wal, _ = await opened(tmp_path / "w")
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        time.sleep(0.12)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    with caplog.at_level(logging.WARNING, logger="streambed.wal.file"):
+        await wal.append(b"slow-1")
+        await wal.append(b"slow-2")
+    monkeypatch.undo()
+    reports = [r.getMessage() for r in caplog.records if "fdatasync" in r.getMessage()]
+    assert len(reports) == 1, reports
+    assert "took 1" in reports[0] and "event loop" in reports[0]
+    await wal.close()

@@ -121,6 +121,8 @@ _SPARE_SUFFIX = ".spare"
 _SEGMENT_RE = re.compile(r"^(\d{20})\.seg$")
 _SPARE_RE = re.compile(r"^spare-(\d+)\.spare$")
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+_SLOW_SYNC_S = 0.1  # a write + fdatasync this slow is counted and reported
+_SLOW_SYNC_REPORT_S = 10.0
 _COPY_MAX = 32 * 1024  # bodies up to this size are copied into the write buffer, larger ones not
 
 
@@ -293,6 +295,8 @@ class FileWal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
         self._syncs = 0
+        self._slow_syncs = 0
+        self._slow_reported = -math.inf
         # Lifecycle.
         self._space = SpaceGate(options.full_timeout_ms / 1000.0, self._name)
         self._checkpoint_lock = asyncio.Lock()
@@ -683,12 +687,31 @@ class FileWal:
                 run_start = at
         if at > run_start:
             buffers.append(view[run_start:at])
+        began = time.monotonic()
         self._pwrite_all(buffers, self._seg_pos)
         del buffers, view  # release the buffer's exports so it can grow next time
         if self._opts.fsync:
             os.fdatasync(self._fd)
         self._seg_pos += batch_bytes
         self._syncs += 1
+        took = time.monotonic() - began
+        if took >= _SLOW_SYNC_S:
+            self._note_slow_sync(took, batch_bytes)
+
+    def _note_slow_sync(self, took: float, size: int) -> None:
+        """One warning per ``_SLOW_SYNC_REPORT_S`` when the disk is slow (either thread)."""
+        self._slow_syncs += 1
+        now = time.monotonic()
+        if now - self._slow_reported < _SLOW_SYNC_REPORT_S:
+            return
+        inline = threading.current_thread() is not self._thread
+        log.warning(
+            "WAL %s: a write + fdatasync of %d bytes took %.0f ms (%d over %.0f ms since the last "
+            "report): acknowledgements wait for the disk%s", self._name, size, took * 1000,
+            self._slow_syncs, _SLOW_SYNC_S * 1000,
+            ", and so does the event loop (inline commit)" if inline else "")
+        self._slow_reported = now
+        self._slow_syncs = 0
 
     def _pwrite_all(self, buffers: list[bytes | memoryview], position: int) -> None:
         start = 0
