@@ -356,3 +356,56 @@ def test_deleting_a_topic_forgets_its_committed_offsets(module_broker: BrokerPro
     [after] = consumer.committed([TopicPartition(topic, 0)], timeout=10)
     consumer.close()
     assert after.offset < 0, after  # OFFSET_INVALID: nothing committed
+
+
+def test_offsets_for_times_across_a_restart(fresh: BrokerProcess) -> None:
+    """librdkafka's offsets_for_times (ListOffsets by timestamp) and kafka-python's, on records
+    appended before and after a restart, with one far-future timestamp among them."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KpTopicPartition
+
+    topic = topic_name("times")
+    subprocess_free_create(fresh, topic, 1)
+    base = 1_700_000_000_000
+    stamps = [base + 10 * i for i in range(4000)]
+    stamps[1234] = base + 10_000_000  # out of order: far in the future
+
+    def produce(first: int, last: int) -> None:
+        producer = Producer({"bootstrap.servers": fresh.bootstrap, "linger.ms": 5,
+                             "enable.idempotence": True})
+        for i in range(first, last):
+            producer.produce(topic, value=b"r%d" % i + b"x" * 200, partition=0,
+                             timestamp=stamps[i])
+        assert producer.flush(30) == 0
+
+    produce(0, 2500)
+    fresh.stop()
+    fresh.start()
+    produce(2500, 4000)
+
+    def first_at_or_after(ts: int) -> int:
+        return next((i for i, s in enumerate(stamps) if s >= ts), -1)
+
+    wanted = [base - 1, base, base + 5, base + 12_345, base + 20_000, base + 39_990,
+              base + 39_991, base + 10_000_000, base + 10_000_001]
+    consumer = Consumer({"bootstrap.servers": fresh.bootstrap, "group.id": f"g-{topic}"})
+    for ts in wanted:
+        [answer] = consumer.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=30)
+        assert answer.error is None
+        expected_offset = first_at_or_after(ts)
+        # librdkafka reports "no such record" as the end offset (OFFSET_END, -1).
+        assert answer.offset == expected_offset, (ts, answer.offset, expected_offset)
+    consumer.close()
+
+    kp = KafkaConsumer(bootstrap_servers=fresh.bootstrap)
+    partition = KpTopicPartition(topic, 0)
+    try:
+        found = kp.offsets_for_times({partition: base + 12_345})[partition]
+        # The far-future record (1234) is the first one at or after base + 12_345.
+        assert found is not None and (found.offset, found.timestamp) == (1234, stamps[1234])
+        found = kp.offsets_for_times({partition: base + 5_005})[partition]
+        assert found is not None and (found.offset, found.timestamp) == (501, base + 5_010)
+        assert kp.offsets_for_times({partition: base + 10_000_001})[partition] is None
+    finally:
+        kp.close()

@@ -14,6 +14,7 @@ from streambed.broker.protocol.errors import ErrorCode
 from streambed.broker.protocol.messages import (
     api_versions,
     create_topics,
+    delete_records,
     fetch,
     list_offsets,
     offset_for_leader_epoch,
@@ -299,6 +300,64 @@ async def test_list_offsets_by_timestamp_and_max_timestamp(kafka: InProcessKafka
     assert await lookup(9999) == (-1, -1)
     assert await lookup(-3) == (4, 3000)
     await client.close()
+
+
+async def list_offset(client: AsyncKafkaClient, topic: str, timestamp: int) -> tuple[int, int]:
+    body = await client.request(
+        2,
+        8,
+        list_offsets.ListOffsetsRequest(
+            replica_id=-1,
+            topics=[
+                list_offsets.ListOffsetsTopic(
+                    topic, [list_offsets.ListOffsetsPartition(0, -1, timestamp)]
+                )
+            ],
+        ),
+    )
+    p = body.topics[0].partitions[0]
+    assert p.error_code == 0
+    return p.offset, p.timestamp
+
+
+async def test_time_lookups_across_a_restart_and_record_deletion(tmp_path: Path) -> None:
+    """The time index covers what a broker appended; after a restart the older part is indexed
+    on the first lookup; deleting the record with the maximum timestamp moves MAX_TIMESTAMP."""
+    kafka = await start_kafka(tmp_path, "time-index")
+    client = await kafka.client()
+    await create(client, "clock")
+    # Out of order on purpose: 400 batches of 2 records, timestamps rising, one far-future batch.
+    stamps = [10_000 + 10 * i for i in range(400)]
+    stamps[150] = 99_999
+    for ts in stamps[:200]:
+        await send(client, "clock", batch(2, ts=ts, size=2000))
+    await client.close()
+    await stop_kafka(kafka)
+    kafka = await start_kafka(tmp_path, "time-index")  # same in-memory media: a restart
+    client = await kafka.client()
+    for ts in stamps[200:]:
+        await send(client, "clock", batch(2, ts=ts, size=2000))
+    partition = kafka.server.services.partitions.lookup("clock", 0)
+    assert not isinstance(partition, int)
+    assert partition.time_index.covered_from == 400  # only what this broker appended
+    assert await list_offset(client, "clock", 10_000) == (0, 10_000)
+    assert partition.time_index.covered_from == 0  # the older part was indexed once
+    assert await list_offset(client, "clock", 10_995) == (200, 11_000)
+    assert await list_offset(client, "clock", 13_000) == (300, 99_999)  # the future batch
+    assert await list_offset(client, "clock", 100_000) == (-1, -1)
+    assert await list_offset(client, "clock", -3) == (300, 99_999)
+    for at in (0, 250, 500, 798):
+        expected = next((2 * i, ts) for i, ts in enumerate(stamps) if ts >= stamps[at // 2])
+        assert await list_offset(client, "clock", stamps[at // 2]) == expected
+    # Delete up to past the far-future batch: the maximum is the newest batch's now.
+    body = await client.request(21, 2, delete_records.DeleteRecordsRequest(
+        topics=[delete_records.DeleteRecordsTopic("clock", [
+            delete_records.DeleteRecordsPartition(0, 302)])], timeout_ms=5000))
+    assert body.topics[0].partitions[0].error_code == 0
+    assert await list_offset(client, "clock", -3) == (798, stamps[-1])
+    assert await list_offset(client, "clock", 0) == (302, stamps[151])
+    await client.close()
+    await stop_kafka(kafka)
 
 
 async def test_offset_for_leader_epoch(kafka: InProcessKafka) -> None:

@@ -23,7 +23,6 @@ from streambed.broker.protocol.messages import (
 from streambed.broker.protocol.messages import (
     metadata as md,
 )
-from streambed.broker.protocol.records import iter_batches
 from streambed.broker.server.context import Handler, RequestContext, Services
 from streambed.broker.server.network import NO_RESPONSE
 from streambed.broker.server.partitions import Partition, storage_error_code
@@ -35,7 +34,6 @@ log = logging.getLogger("streambed.broker.handlers")
 
 _EARLIEST, _LATEST, _MAX_TIMESTAMP = -2, -1, -3
 _EARLIEST_LOCAL, _EARLIEST_TIERED, _LATEST_TIERED = -4, -5, -6
-_SCAN_CHUNK = 4 << 20
 
 
 def handlers(services: Services, versions: Callable[[], list[api_versions.ApiVersion]]) -> dict[
@@ -276,21 +274,8 @@ class _CoreHandlers:
         if timestamp in (_LATEST, _LATEST_TIERED):
             return partition.high_watermark, -1
         if timestamp == _MAX_TIMESTAMP:
-            best = (-1, -1)
-            async for base, batch in _scan(partition):
-                if batch.max_timestamp > best[1]:
-                    best = (base, batch.max_timestamp)
-                    for offset, ts in _record_timestamps(batch, base):
-                        if ts == batch.max_timestamp:
-                            best = (offset, ts)
-                            break
-            return best
-        async for base, batch in _scan(partition):
-            if batch.max_timestamp >= timestamp:
-                for offset, ts in _record_timestamps(batch, base):
-                    if ts >= timestamp and offset >= partition.log_start_offset:
-                        return offset, ts
-        return -1, -1
+            return await partition.max_timestamp_offset()
+        return await partition.offset_for_timestamp(timestamp)
 
     # -- OffsetForLeaderEpoch ----------------------------------------------------------------
 
@@ -346,27 +331,3 @@ def _produce_error(request: produce.ProduceRequest, code: int) -> produce.Produc
             for t in request.topic_data
         ]
     )
-
-
-async def _scan(partition: Partition) -> Any:
-    """Every batch of the partition from its log start: ``(base offset, RecordBatch)``."""
-    position = partition.log_start_offset
-    end = partition.high_watermark
-    while position < end:
-        batches = await partition.stream.fetch(position, end, _SCAN_CHUNK)
-        if not batches:
-            return
-        for stored in batches:
-            for batch in iter_batches(memoryview(stored.payload)):
-                yield batch.base_offset, batch
-            position = stored.end
-
-
-def _record_timestamps(batch: Any, base: int) -> list[tuple[int, int]]:
-    """``(offset, timestamp)`` of each record (the batch's max timestamp for LogAppendTime)."""
-    if batch.timestamp_type == 1:
-        return [(base, batch.max_timestamp)]
-    return [
-        (base + record.offset_delta, batch.base_timestamp + record.timestamp_delta)
-        for record in batch.iter_records()
-    ]

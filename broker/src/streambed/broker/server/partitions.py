@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from streambed.broker.domain.errors import ErrorCode, KafkaError
@@ -29,6 +29,7 @@ from streambed.broker.domain.producers import (
     PartitionProducerState,
     ProducerSnapshotStore,
 )
+from streambed.broker.domain.time_index import TimeIndex
 from streambed.broker.domain.topics import NewTopic, TopicConfig, TopicInfo, TopicManager
 from streambed.broker.protocol.errors import ErrorCode as WireError
 from streambed.broker.protocol.records import RecordBatch, iter_batches
@@ -61,6 +62,16 @@ def batch_meta(batch: RecordBatch) -> BatchMeta:
     )
 
 
+def record_timestamps(batch: RecordBatch, base: int) -> list[tuple[int, int]]:
+    """``(offset, timestamp)`` of each record (the batch's max timestamp for LogAppendTime)."""
+    if batch.timestamp_type == 1:
+        return [(base, batch.max_timestamp)]
+    return [
+        (base + record.offset_delta, batch.base_timestamp + record.timestamp_delta)
+        for record in batch.iter_records()
+    ]
+
+
 class Partition:
     """One partition this node leads."""
 
@@ -85,6 +96,9 @@ class Partition:
         self.offsets_appended = 0
         self._bytes_per_offset: float | None = None
         self._snapshot_end = producers.durable_end
+        # Covers what is appended from now on; the older part is indexed on first need.
+        self.time_index = TimeIndex(stream.next_offset)
+        self._time_index_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"Partition({self.topic}-{self.index}, stream {self.stream_id})"
@@ -152,10 +166,12 @@ class Partition:
             log_append_time = now_ms
         epoch = self.leader_epoch
         producers = self.producers
+        timestamp = log_append_time if log_append_time >= 0 else meta.max_timestamp
 
         def assign(base: int, data: memoryview) -> None:
             RecordBatch(data).stamp(base, epoch)
             producers.apply(meta, base)
+            self.time_index.add(base, timestamp, len(data))
 
         try:
             base = await self.stream.append(
@@ -199,7 +215,82 @@ class Partition:
             )
         if offset > self.log_start_offset:
             await self.stream.trim(offset)
+            self.time_index.forget_below(self.log_start_offset)
         return self.log_start_offset
+
+    # -- lookups by time ----------------------------------------------------------------------
+
+    async def offset_for_timestamp(self, timestamp: int) -> tuple[int, int]:
+        """ListOffsets by time: the first record with a timestamp >= ``timestamp`` as
+        ``(offset, timestamp)``, or ``(-1, -1)``. Reads from where the time index says the answer
+        can start (about a MiB before it), not from the log start."""
+        await self._index_whole_log()
+        start = self.time_index.start_for(timestamp)
+        if start is None:
+            return -1, -1
+        async for base, batch in self.scan(max(start, self.log_start_offset)):
+            if batch.max_timestamp >= timestamp:
+                for offset, ts in record_timestamps(batch, base):
+                    if ts >= timestamp and offset >= self.log_start_offset:
+                        return offset, ts
+        return -1, -1
+
+    async def max_timestamp_offset(self) -> tuple[int, int]:
+        """ListOffsets MAX_TIMESTAMP: the first record with the largest timestamp."""
+        for attempt in range(2):
+            await self._index_whole_log()
+            index = self.time_index
+            if index.max_offset >= 0:
+                async for base, batch in self.scan(max(index.max_offset, self.log_start_offset)):
+                    for offset, ts in record_timestamps(batch, base):
+                        if ts == index.max_timestamp and offset >= self.log_start_offset:
+                            return offset, ts
+                    break  # only the batch that holds the maximum
+            if attempt == 0 and self.high_watermark > self.log_start_offset:
+                # The record with the maximum was removed (retention, DeleteRecords): re-index.
+                self.time_index = TimeIndex(self.high_watermark)
+        return await self._max_timestamp_by_scan()
+
+    async def _max_timestamp_by_scan(self) -> tuple[int, int]:
+        best = (-1, -1)
+        async for base, batch in self.scan(self.log_start_offset):
+            if batch.max_timestamp > best[1]:
+                for offset, ts in record_timestamps(batch, base):
+                    if ts > best[1] and offset >= self.log_start_offset:
+                        best = (offset, ts)
+        return best
+
+    async def _index_whole_log(self) -> None:
+        """Index what lies below the time index's coverage (after a restart), once."""
+        if self.time_index.covered_from <= self.log_start_offset:
+            return
+        async with self._time_index_lock:
+            index = self.time_index
+            start = self.log_start_offset
+            if index.covered_from <= start:
+                return
+            began = time.monotonic()
+            older = TimeIndex(start, interval_bytes=index.interval_bytes)
+            async for base, batch in self.scan(start, index.covered_from):
+                older.add(base, batch.max_timestamp, batch.size)
+            index.prepend(older)
+            log.info("%s-%d: time index of offsets %d-%d built in %.2f s (%d entries)",
+                     self.topic, self.index, start, older.covered_from, time.monotonic() - began,
+                     len(index))
+
+    async def scan(self, start: int, end: int | None = None) -> AsyncIterator[tuple[int, RecordBatch]]:
+        """Every batch from the one holding ``start`` up to ``end`` (default the high
+        watermark): ``(base offset, batch)``."""
+        position = start
+        end = self.high_watermark if end is None else end
+        while position < end:
+            batches = await self.stream.fetch(position, end, _REPLAY_CHUNK)
+            if not batches:
+                return
+            for stored in batches:
+                for batch in iter_batches(memoryview(stored.payload)):
+                    yield batch.base_offset, batch
+                position = stored.end
 
     async def enforce_retention(self, now_ms: int) -> int:
         """Trim what retention.ms and retention.bytes no longer keep (cleanup.policy=delete), in
@@ -245,6 +336,7 @@ class Partition:
         target = min(target, hw)
         if target > self.log_start_offset:
             await self.stream.trim(target)
+            self.time_index.forget_below(self.log_start_offset)
             log.info(
                 "%s-%d: retention moved the log start to %d", self.topic, self.index, target
             )
