@@ -12,8 +12,10 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from streambed.broker.metrics import MetricsServer, Sample, family
 from streambed.broker.server.kafka import KafkaServer
 from streambed.broker.watchdog import LoopWatchdog
 from streambed.core import __version__
@@ -63,6 +65,7 @@ class Broker:
         self.engine: StreamEngine | None = None
         self.kafka: KafkaServer | None = None
         self.watchdog: LoopWatchdog | None = None
+        self.metrics: MetricsServer | None = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -94,6 +97,11 @@ class Broker:
         await self.kafka.start()
         self.watchdog = LoopWatchdog()
         self.watchdog.start()
+        if settings.metrics_listener is not None:
+            host, _, port = settings.metrics_listener.rpartition(":")
+            self.metrics = MetricsServer([self.kafka.metric_families, self._process_families])
+            bound = await self.metrics.listen(host.strip("[]") or "0.0.0.0", int(port))
+            log.info("metrics at http://%s:%d/metrics", *bound)
         # What start-up built lives as long as the broker: move it out of the collector's sight,
         # so full collections only walk what serving creates (they stalled the loop for 50+ ms).
         gc.collect()
@@ -105,9 +113,24 @@ class Broker:
         self.host.broker_started(self.info)
         log.info("broker %d started", settings.node_id)
 
+    def _process_families(self) -> Iterator[Sample]:
+        watchdog = self.watchdog
+        if watchdog is not None:
+            yield family("streambed_event_loop_stalls_total", "counter",
+                         "Times the event loop was blocked for 100 ms or more.",
+                         [((), watchdog.stalls)])
+            yield family("streambed_event_loop_worst_stall_seconds", "gauge",
+                         "The longest event-loop stall since start.",
+                         [((), watchdog.worst_stall_s)])
+        yield family("streambed_build_info", "gauge", "The running streambed version.",
+                     [((("version", __version__),), 1)])
+
     async def stop(self) -> None:
         log.info("broker %d stopping", self.info.node_id)
         self.host.broker_stopping(self.info)
+        if self.metrics is not None:
+            await self.metrics.close()
+            self.metrics = None
         if self.watchdog is not None:
             await self.watchdog.close()
             self.watchdog = None

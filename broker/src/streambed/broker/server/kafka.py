@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from streambed.broker.domain.broker_configs import BrokerConfigs
 from streambed.broker.domain.clock import SystemClock
@@ -19,6 +19,7 @@ from streambed.broker.domain.groups import GroupConfig, GroupCoordinator
 from streambed.broker.domain.producer_ids import ProducerIdManager
 from streambed.broker.domain.producers import ProducerSnapshotStore
 from streambed.broker.domain.topics import TopicManager
+from streambed.broker.metrics import RequestMetrics, Sample, family, request_families
 from streambed.broker.protocol.messages import SUPPORTED_VERSIONS
 from streambed.broker.protocol.messages.api_versions import ApiVersion
 from streambed.broker.server.context import Endpoint, Handler, Services
@@ -72,6 +73,7 @@ class KafkaServer:
         self.services: Services | None = None
         self.listener: KafkaListener | None = None
         self.bound: list[tuple[str, int]] = []
+        self.request_metrics = RequestMetrics()
 
     async def start(self) -> None:
         settings = self.settings
@@ -148,6 +150,7 @@ class KafkaServer:
             table,
             {k: SUPPORTED_VERSIONS[k] for k in table if k in SUPPORTED_VERSIONS},
             max_request_size=settings.max_request_bytes,
+            metrics=self.request_metrics,
         )
         bound: list[tuple[str, int]] = []
         for listener in settings.listeners:
@@ -174,6 +177,49 @@ class KafkaServer:
         table.update(groups.handlers(services))
         table.update(admin.handlers(services))
         return table
+
+    def metric_families(self) -> Iterator[Sample]:
+        """Requests, partitions and storage, for the metrics endpoint (read when scraped)."""
+        connections = self.listener.connections if self.listener is not None else 0
+        yield from request_families(self.request_metrics, connections)
+        if self.services is not None:
+            parts = sorted(self.services.partitions.all(), key=lambda p: (p.topic, p.index))
+            labelled = [((("topic", p.topic), ("partition", str(p.index))), p) for p in parts]
+            yield family("streambed_partitions", "gauge", "Partitions this broker leads.",
+                         [((), len(parts))])
+            yield family("streambed_partition_appended_bytes_total", "counter",
+                         "Record-batch bytes appended to the partition by this broker since it "
+                         "opened the partition.", [(lb, p.bytes_appended) for lb, p in labelled])
+            yield family("streambed_partition_appended_records_total", "counter",
+                         "Offsets appended to the partition by this broker since it opened it.",
+                         [(lb, p.offsets_appended) for lb, p in labelled])
+            yield family("streambed_partition_high_watermark", "gauge",
+                         "The partition's next offset.", [(lb, p.high_watermark) for lb, p in labelled])
+            yield family("streambed_partition_log_start_offset", "gauge",
+                         "The partition's first offset.",
+                         [(lb, p.log_start_offset) for lb, p in labelled])
+            yield family("streambed_partition_size_bytes", "gauge",
+                         "Estimated bytes the partition holds (what retention.bytes uses).",
+                         [(lb, p.size_bytes) for lb, p in labelled])
+        engine = self.engine
+        wal = engine.wal.stats()
+        yield family("streambed_wal_used_bytes", "gauge",
+                     "WAL bytes not yet trimmed (acknowledged data not yet in objects).",
+                     [((), wal.used)])
+        yield family("streambed_wal_capacity_bytes", "gauge",
+                     "WAL bytes at which appends wait for uploads.", [((), wal.capacity)])
+        yield family("streambed_wal_appends_total", "counter", "Records appended to the WAL.",
+                     [((), wal.appends)])
+        yield family("streambed_wal_syncs_total", "counter",
+                     "Durable WAL writes (fsync or PUT); appends per sync is the group-commit "
+                     "factor.", [((), wal.syncs)])
+        yield family("streambed_engine_memory_bytes", "gauge",
+                     "Engine memory: the log cache (all of it, and what waits for upload), the "
+                     "block cache.", [((("kind", k),), v) for k, v in sorted(engine.memory().items())])
+        yield family("streambed_engine_uploads_total", "counter",
+                     "Uploads of WAL data to object storage.", [((), engine.uploads)])
+        yield family("streambed_engine_compactions_total", "counter",
+                     "Compaction passes run (merges, retention, object cleanup).", [((), engine.compactions)])
 
     async def close(self) -> None:
         if self.listener is not None:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from streambed.broker.protocol.codec import Request
+from streambed.broker.metrics import RequestMetrics
+from streambed.broker.protocol.codec import Request, buffers_size
 from streambed.broker.protocol.connection import NEED_DATA, ServerConnection
 from streambed.broker.protocol.errors import (
     ErrorCode,
@@ -59,9 +61,11 @@ class _Connection:
         self.codec = ServerConnection(
             max_request_size=listener.max_request_size, versions=listener.versions
         )
-        self.queue: asyncio.Queue[tuple[Request | None, asyncio.Future[Any]]] = asyncio.Queue(
-            listener.max_in_flight
+        # (request, its handler, when it was read)
+        self.queue: asyncio.Queue[tuple[Request | None, asyncio.Future[Any], float]] = (
+            asyncio.Queue(listener.max_in_flight)
         )
+        self.metrics = listener.metrics
         self.closing = False
 
     async def run(self) -> None:
@@ -77,7 +81,7 @@ class _Connection:
             done = asyncio.get_running_loop().create_future()
             done.set_result(None)
             with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait((None, done))
+                self.queue.put_nowait((None, done, 0.0))
             with contextlib.suppress(BaseException):
                 await writer_task
             self.writer.close()
@@ -90,6 +94,7 @@ class _Connection:
             data = await self.reader.read(_READ_SIZE)
             if not data:
                 return
+            self.metrics.bytes_received += len(data)
             codec.receive_data(data)
             while not self.closing:
                 try:
@@ -125,8 +130,9 @@ class _Connection:
             )
             self.closing = True
             return
+        started = time.monotonic()
         task = asyncio.ensure_future(handler(ctx, request.body))
-        await self.queue.put((request, task))
+        await self.queue.put((request, task, started))
 
     async def _unsupported_api_versions(self, exc: UnsupportedApi) -> None:
         body = ApiVersionsResponse(
@@ -134,12 +140,12 @@ class _Connection:
         )
         done = asyncio.get_running_loop().create_future()
         done.set_result(body)
-        await self.queue.put((Request(exc.header, None, 0), done))
+        await self.queue.put((Request(exc.header, None, 0), done, time.monotonic()))
 
     async def _write_loop(self) -> None:
         writer = self.writer
         while True:
-            request, task = await self.queue.get()
+            request, task, started = await self.queue.get()
             if request is None:
                 return
             try:
@@ -155,20 +161,24 @@ class _Connection:
                 self._abort()
                 return
             if body is NO_RESPONSE:
+                self.metrics.observe(request.api_key, time.monotonic() - started)
                 continue
             try:
-                writer.writelines(self.codec.encode_response(request, body))
+                buffers = self.codec.encode_response(request, body)
+                writer.writelines(buffers)
+                self.metrics.bytes_sent += buffers_size(buffers)
                 await writer.drain()
             except ConnectionError:
                 self._abort()
                 return
+            self.metrics.observe(request.api_key, time.monotonic() - started)
 
     def _abort(self) -> None:
         self.closing = True
         self.writer.close()
         # Handlers still queued run to completion (their effects must not be half-done).
         while not self.queue.empty():
-            _, task = self.queue.get_nowait()
+            _, task, _ = self.queue.get_nowait()
             task.add_done_callback(_ignore_result)
 
 
@@ -187,7 +197,9 @@ class KafkaListener:
         *,
         max_request_size: int,
         max_in_flight: int = 64,
+        metrics: RequestMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else RequestMetrics()
         self.handlers = dict(handlers)
         self.versions = dict(versions)
         self.max_request_size = max_request_size
@@ -219,6 +231,7 @@ class KafkaListener:
 
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = _Connection(self, reader, writer)
+        self.metrics.connections_accepted += 1
         task = asyncio.current_task()
         assert task is not None
         self._connections[connection] = task

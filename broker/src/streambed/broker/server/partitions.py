@@ -305,23 +305,10 @@ class Partition:
         hw = self.high_watermark
         if config.retention_ms >= 0:
             cutoff = now_ms - config.retention_ms
-            position = target
-            while position < hw:
-                batches = await self.stream.fetch(position, hw, _REPLAY_CHUNK)
-                if not batches:
+            async for base, record_batch in self.scan(target, hw):
+                if record_batch.max_timestamp >= cutoff:
                     break
-                stop = False
-                for stored in batches:
-                    for record_batch in iter_batches(memoryview(stored.payload)):
-                        if record_batch.max_timestamp >= cutoff:
-                            stop = True
-                            break
-                        target = record_batch.base_offset + record_batch.last_offset_delta + 1
-                    if stop:
-                        break
-                    position = stored.end
-                if stop:
-                    break
+                target = base + record_batch.last_offset_delta + 1
         if config.retention_bytes >= 0:
             size = self.size_bytes
             held = hw - self.log_start_offset
@@ -346,20 +333,13 @@ class Partition:
 
     async def replay_producers(self) -> int:
         """Rebuild producer state from the snapshot's offset to the high watermark."""
-        position = max(self.producers.durable_end, self.log_start_offset)
+        start = max(self.producers.durable_end, self.log_start_offset)
         replayed = 0
         end = self.high_watermark
-        while position < end:
-            batches = await self.stream.fetch(position, end, _REPLAY_CHUNK)
-            if not batches:
-                break
-            for batch in batches:
-                for record_batch in iter_batches(memoryview(batch.payload)):
-                    base = record_batch.base_offset
-                    if base + record_batch.last_offset_delta >= position:
-                        self.producers.replay(batch_meta(record_batch), base)
-                        replayed += 1
-                position = batch.end
+        async for base, record_batch in self.scan(start, end):
+            if base + record_batch.last_offset_delta >= start:
+                self.producers.replay(batch_meta(record_batch), base)
+                replayed += 1
         self.producers.advance_durable(end)
         return replayed
 

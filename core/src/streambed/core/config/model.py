@@ -66,6 +66,21 @@ class BrokerSection(BaseModel):
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="How long a graceful shutdown waits for in-flight work."
     )
+    metrics_listener: str | None = Field(
+        None,
+        description="host:port where GET /metrics serves Prometheus metrics (requests and their "
+        "latency per API, partitions, WAL, engine); off when null. Example: 0.0.0.0:9464.",
+    )
+
+    @field_validator("metrics_listener")
+    @classmethod
+    def _check_metrics_listener(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"metrics_listener {value!r} must look like 0.0.0.0:9464 (host:port)")
+        return value
 
     @field_validator("listeners", "advertised_listeners")
     @classmethod

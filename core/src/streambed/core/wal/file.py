@@ -597,15 +597,21 @@ class FileWal:
         if self._threaded or size > min(self._opts.inline_max_bytes, self._opts.max_batch_bytes):
             self._to_thread(batch, size)
             return
-        error = self._failure
-        if error is None:
-            try:
-                self._write_batch(batch, size)
-            except BaseException as exc:  # even a bug must not acknowledge anything
-                error = self._failure = exc
-                log.error("WAL %s: write or fsync failed; failing this and every later append: "
-                          "%r", self._name, exc)
-        self._complete(batch, error)
+        self._complete(batch, self._write_or_fail(batch, size))
+
+    def _write_or_fail(self, batch: list[_Item], size: int) -> BaseException | None:
+        """Write and sync a batch (on whichever side holds it); the error that fails it, if
+        any. After one failure nothing is written again."""
+        if self._failure is not None:
+            return self._failure
+        try:
+            self._write_batch(batch, size)
+        except BaseException as exc:  # even a bug must not acknowledge anything
+            self._failure = exc
+            log.error("WAL %s: write or fsync failed; failing this and every later append: %r",
+                      self._name, exc)
+            return exc
+        return None
 
     @property
     def _inline_ok(self) -> bool:
@@ -643,14 +649,7 @@ class FileWal:
                     batch = self._queue[:count]
                     del self._queue[:count]
                 self._queue_bytes -= batch_bytes
-            error = self._failure
-            if error is None:
-                try:
-                    self._write_batch(batch, batch_bytes)
-                except BaseException as exc:  # even a bug must not acknowledge anything
-                    error = self._failure = exc
-                    log.error("WAL %s: write or fsync failed; failing this and every later "
-                              "append: %r", self._name, exc)
+            error = self._write_or_fail(batch, batch_bytes)
             try:
                 loop.call_soon_threadsafe(self._complete_threaded, batch, error)
             except RuntimeError:  # the loop is closed: nobody waits any more
