@@ -405,6 +405,18 @@ def test_consumer_group_rebalance_and_offsets(tool: Tool) -> None:
     rows = table(tool.groups("--describe", "--group", group).stdout, "GROUP")
     assert all(r["CURRENT-OFFSET"] == "0" and r["LAG"] == r["LOG-END-OFFSET"] for r in rows), rows
     assert sum(int(r["LAG"]) for r in rows) == n, rows
+    ends = {int(r["PARTITION"]): r["LOG-END-OFFSET"] for r in rows}
+
+    # --to-datetime looks offsets up by timestamp (ListOffsets): before every record -> the
+    # first offset; after every record -> the log end (no record that new). Dry runs.
+    for when, expected in (("2000-01-01T00:00:00.000", {p: "0" for p in range(6)}),
+                           ("2100-01-01T00:00:00.000", ends)):
+        planned = tool.groups(
+            "--reset-offsets", "--group", group, "--topic", topic, "--to-datetime", when,
+            "--dry-run",
+        )
+        rows = table(planned.stdout, "GROUP")
+        assert {int(r["PARTITION"]): r["NEW-OFFSET"] for r in rows} == expected, planned.stdout
 
     # A group member resumes from the reset offsets: everything once more, then lag 0 again.
     again = tool.consume(topic, n, "--group", group)
