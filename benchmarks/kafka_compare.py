@@ -11,7 +11,8 @@ cores) and gets the same client runs, with the Java tools from the kafka-tools 4
    write + fdatasync calls in the broker's data directory for 10 s: a produce p99 with an fsync
    per acknowledgement cannot be lower than what the disk gives at that moment, and a virtual
    disk's flush latency comes and goes (stalls of 100-900 ms were seen on this machine's disk
-   with nothing else running).
+   with nothing else running). For streambed each run also reports the broker's own view: its
+   produce latency histogram (the metrics endpoint) scraped before and after the run.
 
 Systems: ``streambed`` (a ``streambed broker`` process on the embedded default storage: file WAL
 with fdatasync before every acknowledgement, local object directory, SQLite metadata), ``kafka``
@@ -36,6 +37,7 @@ import base64
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -204,7 +206,9 @@ class Streambed:
 
     def __init__(self, workdir: Path) -> None:
         storage = json.loads(os.environ.get("STREAMBED_BENCH_STORAGE", "{}"))
-        self.broker = BrokerProcess(workdir, storage=storage or None)
+        self.metrics_port = free_port()
+        self.broker = BrokerProcess(workdir, storage=storage or None,
+                                    broker={"metrics_listener": f"127.0.0.1:{self.metrics_port}"})
         self.bootstrap = self.broker.bootstrap
         wal_dir = storage.get("wal", {}).get("options", {}).get("dir")
         self.data_dir = Path(wal_dir) if wal_dir else workdir / "data"  # where the WAL syncs
@@ -223,6 +227,36 @@ class Streambed:
 
     def log_tail(self, lines: int = 40) -> str:
         return self.broker.log_tail(lines)
+
+    def produce_histogram(self) -> dict[float, float]:
+        """The broker's own produce latency histogram: ``{upper bound s: cumulative count}``."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+        buckets: dict[float, float] = {}
+        pattern = re.compile(r'^streambed_request_seconds_bucket\{api="Produce",le="([^"]+)"\} (\S+)$')
+        for line in text.splitlines():
+            match = pattern.match(line)
+            if match:
+                buckets[float(match[1])] = float(match[2])
+        return buckets
+
+
+def broker_side(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Produce requests the broker answered during a run (from two scrapes of its histogram):
+    how many, the bucket that holds their p99, and how many took over 10 ms."""
+    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    total = delta.get(math.inf, 0.0)
+    if total <= 0:
+        return {}
+    p99 = next(le for le in sorted(delta) if delta[le] >= 0.99 * total)
+    within_10ms = delta.get(0.01, 0.0)
+    return {"requests": int(total), "p99_at_most_ms": p99 * 1000,
+            "over_10ms": int(total - within_10ms),
+            "summary": f"broker side: {int(total)} produce requests, p99 <= {p99 * 1000:g} ms, "
+                       f"{int(total - within_10ms)} over 10 ms"}
 
 
 @contextlib.contextmanager
@@ -566,12 +600,20 @@ def run_system(system: str, args: argparse.Namespace, workdir: Path) -> dict[str
                 for i in range(args.rate_repeats):
                     print(f"[{system}] latency {i + 1}/{args.rate_repeats}: {warm} warm-up + {n} "
                           f"records at {rate} records/s", flush=True)
+                    before = (server.produce_histogram() if isinstance(server, Streambed)
+                              else None)
                     r = measured(server, produce, server.bootstrap, "bench-rate", n,
                                  args.record_size, rate, props, args.timeout, warmup=warm)
                     r["offered_records_per_s"] = rate
+                    if isinstance(server, Streambed) and before is not None:
+                        # Includes the warm-up: the histogram cannot tell the two apart.
+                        r["broker_side"] = broker_side(before, server.produce_histogram())
                     repeats.append(r)
                     out["latency"] = r
                     report("latency", server, r.get("summary", ""))
+                    if r.get("broker_side"):
+                        print(f"[{system}]   {r['broker_side']['summary']} (warm-up included)",
+                              flush=True)
                 out["latency"] = median_run(repeats)
                 out["latency_p99s_ms"] = [r.get("p99_ms") for r in repeats]
                 if len(repeats) > 1:
