@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,48 @@ class TestEbsWalConformance(WalConformance):
             return await open_ebs_wal(options, NodeContext(data_dir=tmp_path, node_epoch=next(_epochs)))
 
         return open_wal
+
+
+class TestEbsWalThreadedConformance(WalConformance):
+    """The same contract with every commit on the writer thread (no inline commits)."""
+
+    capacity_bytes = 64 * 1024
+
+    @pytest.fixture
+    def wal_factory(self, tmp_path: Path) -> Callable[..., Awaitable[Any]]:
+        async def open_wal(capacity_bytes: int | None = None, full_timeout_s: float = 10) -> Any:
+            options = EbsWalOptions(path=tmp_path / "wal.ebs", capacity_bytes=capacity_bytes or 8 * 1024 * 1024,
+                                    full_timeout_ms=int(full_timeout_s * 1000), inline_max_bytes=0)
+            return await open_ebs_wal(options, NodeContext(data_dir=tmp_path, node_epoch=next(_epochs)))
+
+        return open_wal
+
+
+async def test_small_commits_are_inline_and_big_ones_threaded_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wal, _ = await opened(tmp_path / "w", capacity_bytes=4 * 1024 * 1024, inline_max_bytes=64 * 1024)
+    threads: list[str] = []
+    real = os.fdatasync
+
+    def traced(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", traced)
+    loop_thread = threading.current_thread().name
+    small = await asyncio.gather(*(wal.append(b"s%d" % i) for i in range(10)))
+    assert threads == [loop_thread], threads  # one inline commit for one loop iteration
+    threads.clear()
+    mixed = await asyncio.gather(wal.append(b"B" * 100_000), *(wal.append(b"t%d" % i) for i in range(5)))
+    assert loop_thread not in threads, threads  # over inline_max_bytes: the thread, and what follows
+    offsets = [*small, *mixed]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    monkeypatch.undo()
+    await wal.close()
+    reopened, records = await opened(tmp_path / "w", capacity_bytes=4 * 1024 * 1024)
+    assert [body for _, body in records] == [
+        *(b"s%d" % i for i in range(10)), b"B" * 100_000, *(b"t%d" % i for i in range(5))]
+    await reopened.close()
 
 
 async def test_parallel_io_depth_round_trips(tmp_path: Path) -> None:

@@ -39,6 +39,13 @@ class EbsWalOptions(BaseModel):
     owner_check_interval_ms: int = Field(
         1000, gt=0, description="How often the writer re-reads the header to detect a takeover."
     )
+    inline_max_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="Group commits up to this size are written on the event loop while the "
+        "writer thread is idle (two thread hand-offs fewer); larger ones go to the thread. 0: "
+        "always the thread.",
+    )
 
 
 async def open_ebs_wal(options: EbsWalOptions, context: NodeContext) -> Any:
@@ -58,6 +65,7 @@ async def open_ebs_wal(options: EbsWalOptions, context: NodeContext) -> Any:
         full_timeout_s=options.full_timeout_ms / 1000.0,
         owner_check_interval_s=options.owner_check_interval_ms / 1000.0,
         io_depth=options.io_depth,
+        inline_max_bytes=options.inline_max_bytes,
     )
 
 

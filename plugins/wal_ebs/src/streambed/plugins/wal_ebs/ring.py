@@ -117,8 +117,15 @@ class BlockWal:
         full_timeout_s: float = 10.0,
         owner_check_interval_s: float = 1.0,
         io_depth: int = 1,
+        inline_max_bytes: int = 256 * 1024,
     ) -> None:
         self._io_depth = io_depth
+        # Inline commits, as in the file WAL (docs/wal.md): the appends of one loop iteration are
+        # written on the loop while the writer thread has nothing outstanding.
+        self._inline_max = min(inline_max_bytes, max_batch_bytes)
+        self._inline: list[_Item] = []
+        self._inline_bytes = 0
+        self._threaded = 0
         self._pool = ThreadPoolExecutor(max_workers=io_depth, thread_name_prefix="ebs-wal-io")
         if capacity % BLOCK or capacity < 4 * BLOCK:
             raise ValueError(f"capacity must be a multiple of {BLOCK} and at least {4 * BLOCK}")
@@ -322,10 +329,44 @@ class BlockWal:
         item = _Item(-1, body, self._loop.create_future())
         self._pending += size
         self._appends += 1
-        with self._lock:
-            self._queue.append(item)
-            self._lock.notify()
+        if self._inline_max > 0:
+            self._inline.append(item)
+            self._inline_bytes += size
+            if len(self._inline) == 1:
+                self._loop.call_soon(self._commit_inline)
+        else:
+            self._to_thread([item])
         return await item.future
+
+    def _to_thread(self, items: list[_Item]) -> None:
+        self._threaded += len(items)
+        with self._lock:
+            self._queue.extend(items)
+            self._lock.notify()
+
+    def _commit_inline(self) -> None:
+        """Write the gathered appends on the loop, or hand them to the writer thread when it
+        holds a batch (completions stay in order) or they are too big to block the loop for."""
+        batch, size = self._inline, self._inline_bytes
+        if not batch:
+            return
+        self._inline, self._inline_bytes = [], 0
+        if self._threaded or size > self._inline_max:
+            self._to_thread(batch)
+            return
+        end, error = self._write_or_fail(batch, size)
+        self._complete(batch, size, end, error)
+
+    def _write_or_fail(self, batch: list[_Item], size: int) -> tuple[int, Exception | None]:
+        """Write one batch (on whichever side holds it): the new end, or the error."""
+        if self._failure is not None:
+            return self._disk_next, self._failure
+        try:
+            return self._write_batch(batch, size), None
+        except (OSError, Fenced) as exc:
+            self._failure = exc
+            log.error("WAL %s: write failed, refusing further appends: %s", self._path, exc)
+            return self._disk_next, exc
 
     @property
     def _used(self) -> int:
@@ -356,17 +397,10 @@ class BlockWal:
                     size += record
                 batch = self._queue[:count]
                 del self._queue[:count]
-            error = self._failure
-            end = self._disk_next
-            if error is None:
-                try:
-                    end = self._write_batch(batch, size)
-                except (OSError, Fenced) as exc:
-                    error = self._failure = exc
-                    log.error("WAL %s: write failed, refusing further appends: %s", self._path, exc)
+            end, error = self._write_or_fail(batch, size)
             assert self._loop is not None
             try:
-                self._loop.call_soon_threadsafe(self._complete, batch, size, end, error)
+                self._loop.call_soon_threadsafe(self._complete_threaded, batch, size, end, error)
             except RuntimeError:
                 return
 
@@ -433,6 +467,12 @@ class BlockWal:
         self._disk_next = start + padded
         return self._disk_next
 
+    def _complete_threaded(
+        self, batch: list[_Item], size: int, end: int, error: Exception | None
+    ) -> None:
+        self._threaded -= len(batch)
+        self._complete(batch, size, end, error)
+
     def _complete(self, batch: list[_Item], size: int, end: int, error: Exception | None) -> None:
         self._pending -= size
         self._next = end
@@ -459,6 +499,7 @@ class BlockWal:
         if self._closed:
             return
         self._closing = True
+        self._commit_inline()  # gathered appends are written before the writer is stopped
         with self._lock:
             self._lock.notify_all()
         if self._thread is not None:
