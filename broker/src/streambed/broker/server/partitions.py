@@ -270,13 +270,13 @@ class Partition:
             if index.covered_from <= start:
                 return
             began = time.monotonic()
+            end = index.covered_from
             older = TimeIndex(start, interval_bytes=index.interval_bytes)
-            async for base, batch in self.scan(start, index.covered_from):
+            async for base, batch in self.scan(start, end):
                 older.add(base, batch.max_timestamp, batch.size)
             index.prepend(older)
             log.info("%s-%d: time index of offsets %d-%d built in %.2f s (%d entries)",
-                     self.topic, self.index, start, older.covered_from, time.monotonic() - began,
-                     len(index))
+                     self.topic, self.index, start, end, time.monotonic() - began, len(index))
 
     async def scan(self, start: int, end: int | None = None) -> AsyncIterator[tuple[int, RecordBatch]]:
         """Every batch from the one holding ``start`` up to ``end`` (default the high
