@@ -118,6 +118,29 @@ def test_broker_bad_config_exits_before_writing(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("which", ["kafka", "metrics"])
+def test_a_taken_port_is_a_clear_error(tmp_path: Path, which: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        kafka = busy if which == "kafka" else free_port()
+        metrics = busy if which == "metrics" else free_port()
+        path = tmp_path / "s.yaml"
+        path.write_text(
+            f"broker:\n  data_dir: {tmp_path / 'data'}\n"
+            f"  listeners: [PLAINTEXT://127.0.0.1:{kafka}]\n"
+            f"  metrics_listener: 127.0.0.1:{metrics}\n"
+        )
+        result = run("broker", "--config", str(path))
+    assert result.returncode == 1
+    expected = "cannot listen for Kafka clients" if which == "kafka" else "cannot serve metrics"
+    assert f"streambed: error: {expected} on 127.0.0.1:{busy}" in result.stderr, result.stderr
+    assert "address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "stopped cleanly" in result.stderr
+
+
 def test_doctor(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"broker:\n  data_dir: {tmp_path / 'data'}\n")

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from streambed.broker.protocol.messages import API_SPECS
+from streambed.core.errors import Unavailable
 
 __all__ = ["Histogram", "MetricsServer", "RequestMetrics", "Sample", "render"]
 
@@ -155,7 +156,13 @@ class MetricsServer:
         return render(families)
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._handle, host, port)
+        try:
+            self._server = await asyncio.start_server(self._handle, host, port)
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot serve metrics on {host}:{port} (broker.metrics_listener): "
+                f"{exc.strerror or exc}"
+            ) from exc
         address = self._server.sockets[0].getsockname()
         return str(address[0]), int(address[1])
 

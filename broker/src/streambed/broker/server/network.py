@@ -35,6 +35,7 @@ from streambed.broker.protocol.errors import (
 from streambed.broker.protocol.headers import API_VERSIONS_KEY
 from streambed.broker.protocol.messages.api_versions import ApiVersion, ApiVersionsResponse
 from streambed.broker.server.context import Handler, RequestContext
+from streambed.core.errors import Unavailable
 
 __all__ = ["NO_RESPONSE", "KafkaListener"]
 
@@ -213,9 +214,15 @@ class KafkaListener:
         ]
 
     async def listen(self, host: str | None, port: int) -> asyncio.Server:
-        server = await asyncio.start_server(
-            self._accept, host, port, limit=_READ_SIZE, backlog=1024
-        )
+        try:
+            server = await asyncio.start_server(
+                self._accept, host, port, limit=_READ_SIZE, backlog=1024
+            )
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot listen for Kafka clients on {host or '*'}:{port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         self._servers.append(server)
         return server
 
