@@ -141,6 +141,17 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path, which: str) -> None:
     assert "stopped cleanly" in result.stderr
 
 
+def test_an_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    path = tmp_path / "s.yaml"
+    path.write_text(f"broker:\n  data_dir: {tmp_path / 'file' / 'data'}\n"
+                    f"  listeners: [PLAINTEXT://127.0.0.1:{free_port()}]\n")
+    result = run("broker", "--config", str(path))
+    assert result.returncode == 1
+    assert "streambed: error: cannot create the data directory" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_doctor(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"broker:\n  data_dir: {tmp_path / 'data'}\n")

@@ -21,6 +21,7 @@ from streambed.broker.watchdog import LoopWatchdog
 from streambed.core import __version__
 from streambed.core.config import ResolvedComponent, ResolvedConfig
 from streambed.core.context import NodeContext
+from streambed.core.errors import Unavailable
 from streambed.core.lifecycle import BrokerInfo
 from streambed.core.plugins import PluginHost
 from streambed.core.stream.engine import StreamEngine
@@ -77,7 +78,13 @@ class Broker:
                 settings.data_dir.resolve(),
             )
         log.info("streambed %s starting node %d", __version__, settings.node_id)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot create the data directory {settings.data_dir} (broker.data_dir): "
+                f"{exc.strerror or exc}"
+            ) from exc
         metadata = await open_component(self.config.metadata, self.ctx)
         self._opened.append(metadata)
         objects = await open_component(self.config.objects, self.ctx)
