@@ -152,6 +152,26 @@ def test_an_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("section", "expected"), [
+    ("storage:\n  wal: {{type: file, options: {{dir: {bad}}}}}\n", "WAL directory {bad} is not usable"),
+    ("storage:\n  wal: {{type: ebs, options: {{path: {bad}}}}}\n", "cannot open wal (type ebs)"),
+    ("storage:\n  objects: {{type: file, options: {{root: {bad}}}}}\n",
+     "object directory {bad} is not usable"),
+    ("metadata: {{type: local, options: {{path: {bad}}}}}\n", "metadata store {bad} cannot be opened"),
+])
+def test_unusable_storage_paths_are_clear_errors(tmp_path: Path, section: str, expected: str) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    bad = tmp_path / "file" / "below"
+    path = tmp_path / "s.yaml"
+    path.write_text(f"broker:\n  data_dir: {tmp_path / 'data'}\n"
+                    f"  listeners: [PLAINTEXT://127.0.0.1:{free_port()}]\n"
+                    + section.format(bad=bad))
+    result = run("broker", "--config", str(path))
+    assert result.returncode == 1, result.stderr
+    assert f"streambed: error: {expected.format(bad=bad)}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_doctor(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"broker:\n  data_dir: {tmp_path / 'data'}\n")

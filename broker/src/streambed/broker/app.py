@@ -39,7 +39,13 @@ async def open_component(component: ResolvedComponent, ctx: NodeContext) -> Any:
         component.implementation.name,
         component.implementation.plugin,
     )
-    return await component.implementation.factory(component.options, ctx)
+    try:
+        return await component.implementation.factory(component.options, ctx)
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot open {component.role} (type {component.implementation.name}): "
+            f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+        ) from exc
 
 
 class Broker:

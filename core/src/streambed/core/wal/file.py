@@ -360,20 +360,28 @@ class FileWal:
             expected = base + scanned.valid
         await asyncio.to_thread(self._finish_scan, bases, kept, scans, broken_at)
 
+    def _lock_directory(self) -> int:
+        fd = os.open(self._dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Unavailable(
+                f"WAL {self._name} is open in another process (or another WAL object)"
+            ) from None
+        return fd
+
     def _prepare(self) -> list[int]:
         """Lock the directory, read the checkpoint, recycle segments wholly below the trim
         point; return the bases of the remaining segments. Idempotent."""
-        self._dir.mkdir(parents=True, exist_ok=True)
-        if self._lock_fd < 0:
-            fd = os.open(self._dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise Unavailable(
-                    f"WAL {self._name} is open in another process (or another WAL object)"
-                ) from None
-            self._lock_fd = fd
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            if self._lock_fd < 0:
+                self._lock_fd = self._lock_directory()
+        except OSError as exc:
+            raise Unavailable(
+                f"WAL directory {self._dir} is not usable: {exc.strerror or exc}"
+            ) from exc
         self._checkpoint = self._read_checkpoint()
         trim = self._checkpoint.trim
         bases: list[int] = []

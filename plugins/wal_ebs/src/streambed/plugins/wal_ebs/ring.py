@@ -234,7 +234,12 @@ class BlockWal:
         if self._recovered:
             raise RuntimeError("recover() may run only once")
         self._recovered = True
-        await asyncio.to_thread(self._open_device)
+        try:
+            await asyncio.to_thread(self._open_device)
+        except OSError as exc:
+            raise Unavailable(
+                f"EBS WAL {self._path} is not usable: {exc.strerror or exc}"
+            ) from exc
         header = await asyncio.to_thread(self._read_headers)
         if header is not None:
             if header.capacity != self._capacity:
