@@ -17,7 +17,7 @@ import pytest
 
 from streambed.core.context import NodeContext
 from streambed.core.errors import Fenced
-from streambed.core.testing.wal import WalConformance
+from streambed.core.testing.wal import WalConformance, trace_sync_threads
 from streambed.plugins.wal_ebs.plugin import EbsWalOptions, open_ebs_wal
 from streambed.plugins.wal_ebs.ring import BLOCK, BlockWal
 
@@ -64,14 +64,7 @@ class TestEbsWalThreadedConformance(WalConformance):
 async def test_small_commits_are_inline_and_big_ones_threaded_in_order(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wal, _ = await opened(tmp_path / "w", capacity_bytes=4 * 1024 * 1024, inline_max_bytes=64 * 1024)
-    threads: list[str] = []
-    real = os.fdatasync
-
-    def traced(fd: int) -> None:
-        threads.append(threading.current_thread().name)
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", traced)
+    threads = trace_sync_threads(monkeypatch)
     loop_thread = threading.current_thread().name
     small = await asyncio.gather(*(wal.append(b"s%d" % i) for i in range(10)))
     assert threads == [loop_thread], threads  # one inline commit for one loop iteration

@@ -25,7 +25,7 @@ import pytest
 
 from streambed.core.context import NodeContext
 from streambed.core.errors import Unavailable
-from streambed.core.testing.wal import WalConformance
+from streambed.core.testing.wal import WalConformance, trace_sync_threads
 from streambed.core.wal.api import WriteAheadLog
 from streambed.core.wal.file import (
     CHECKPOINT_NAME,
@@ -478,14 +478,7 @@ async def test_group_commit_shares_fsyncs(tmp_path: Path) -> None:
 async def test_inline_commit_runs_on_the_loop_and_groups_one_iteration(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wal, _ = await opened(tmp_path / "w")
-    threads: list[str] = []
-    real = os.fdatasync
-
-    def traced(fd: int) -> None:
-        threads.append(threading.current_thread().name)
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", traced)
+    threads = trace_sync_threads(monkeypatch)
     offsets = await asyncio.gather(*(wal.append(b"i%d" % n) for n in range(10)))
     assert offsets == sorted(offsets)
     # Ten appends made in one loop iteration: one write, one sync, on the loop's own thread.

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,9 +35,23 @@ import pytest
 from streambed.core.errors import Closed, WalFull
 from streambed.core.wal.api import WalRecord, WriteAheadLog
 
-__all__ = ["WalConformance", "WalFactory"]
+__all__ = ["WalConformance", "WalFactory", "trace_sync_threads"]
 
 WalFactory = Callable[..., Awaitable[WriteAheadLog]]
+
+
+def trace_sync_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of the thread of every ``os.fdatasync`` from now on (until
+    ``monkeypatch.undo()``): tells commits made on the event loop from the writer thread's."""
+    threads: list[str] = []
+    real = os.fdatasync
+
+    def traced(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", traced)
+    return threads
 
 
 async def _open(factory: WalFactory, **kwargs: Any) -> tuple[WriteAheadLog, list[WalRecord]]:
