@@ -187,7 +187,7 @@ async def test_timer_uploads_and_compaction_follow_the_injected_clock(tmp_path: 
     await clock.advance(0.5)
     assert engine.uploads == 0 and stream.committed_offset == 0
     await clock.advance(0.6)
-    for _ in range(50):  # the object is assembled on a worker thread
+    for _ in range(50):  # the upload task runs its own course
         if engine.uploads:
             break
         await asyncio.sleep(0.01)
@@ -286,3 +286,57 @@ async def test_a_second_incarnation_of_the_node_fences_the_first(tmp_path: Path)
     mine = await successor.open_stream(stream.id, 2)
     assert [bytes(b.payload) for b in await mine.fetch(0)] == [b"before"]
     await successor.close()
+
+
+async def test_object_builds_and_merges_let_the_event_loop_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building an upload object and rebuilding objects in a merge checksum every batch; done in
+    one piece they would hold the event loop (or, on a thread, the GIL) for the whole object.
+    Other tasks must get to run between the first and the last batch of each."""
+    from streambed.core.objects import format as object_format
+
+    ctx = NodeContext(data_dir=tmp_path)
+    engine = StreamEngine(
+        await open_memory_wal(MemoryWalOptions(name="slices"), ctx),
+        await open_memory_store(MemoryObjectStoreOptions(name="slices"), ctx),
+        await open_memory_metadata(MemoryMetadataOptions(name="slices"), ctx),
+        EngineSettings(upload_threshold_bytes=1 << 30, stream_object_threshold_bytes=1 << 30,
+                       compaction_min_objects=2, object_delete_delay_ms=0,
+                       upload_interval_ms=600_000, compaction_interval_ms=600_000),
+    )
+    await engine.start()
+    stream = await engine.open_stream(await engine.create_stream(), 1)
+    ticks = 0
+    seen: list[int] = []
+    real_add = object_format.ObjectBuilder.add
+
+    def add(self: object_format.ObjectBuilder, stream_id: int, batch: object_format.Batch) -> None:
+        seen.append(ticks)
+        real_add(self, stream_id, batch)
+
+    monkeypatch.setattr(object_format.ObjectBuilder, "add", add)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    running = asyncio.create_task(ticker())
+    try:
+        for _round in range(2):
+            for i in range(256):  # 8 MiB per upload
+                await stream.append(b"%d" % i + bytes(32 * 1024), 1)
+            seen.clear()
+            await engine.upload()
+            assert len(seen) == 256 and seen[-1] > seen[0], "the upload build never yielded"
+        seen.clear()
+        result = await engine.compact()
+        assert result["merged"] == 2
+        assert len(seen) == 512 and seen[-1] > seen[0], "the merge never yielded"
+    finally:
+        running.cancel()
+    assert [p[: p.index(b"\0")] for _, p in await read_all(engine, stream.id, 1)] == [
+        b"%d" % i for i in range(256)] * 2
+    await engine.close()

@@ -34,6 +34,27 @@ __all__ = ["WAL_HEADER", "OffsetOutOfRange", "OnAssign", "Stream", "StreamEngine
 
 _BUILD_SLICE = 2 * 1024 * 1024  # bytes checksummed between two yields to the event loop
 
+
+class _Slices:
+    """Cooperative CPU work on the event loop: ``await slices.done(n)`` after each piece yields
+    to the loop once ``_BUILD_SLICE`` bytes were processed since the last yield.
+
+    Checksumming and parsing tens of MiB (object builds, compaction merges) holds the GIL: on a
+    worker thread that stalled the loop 10-15 ms per upload, because the loop waits for the GIL in
+    5 ms switch intervals. Slices of ~0.5 ms let requests run between them.
+    """
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = 0
+
+    async def done(self, size: int) -> None:
+        self._since += size
+        if self._since >= _BUILD_SLICE:
+            self._since = 0
+            await asyncio.sleep(0)
+
 log = logging.getLogger("streambed.engine")
 
 WAL_HEADER = struct.Struct(">QQQI")
@@ -578,21 +599,13 @@ class StreamEngine:
     async def _build(
         self, streams: list[tuple[_StreamState, list[Batch]]]
     ) -> list[bytes | memoryview]:
-        """The object's buffers, built on the loop in slices of ``_BUILD_SLICE`` bytes.
-
-        Checksumming a 64 MiB object takes ~8 ms of Python and CRC, holding the GIL. On a worker
-        thread that became 10-15 ms of event-loop stall per upload (the loop waits for the GIL in
-        5 ms switch intervals); slices of ~0.5 ms let requests run between them.
-        """
+        """The object's buffers, built on the loop in slices (see :class:`_Slices`)."""
         builder = ObjectBuilder(self.settings.block_bytes)
-        done = 0
+        slices = _Slices()
         for state, batches in streams:
             for batch in batches:
                 builder.add(state.meta.id, batch)
-                done += len(batch.payload)
-                if done >= _BUILD_SLICE:
-                    done = 0
-                    await asyncio.sleep(0)
+                await slices.done(len(batch.payload))
         return builder.finish()[0]
 
     async def _abandon(self, metas: Sequence[ObjectMeta]) -> None:
@@ -1005,8 +1018,7 @@ class StreamEngine:
         sources: list[tuple[list[BlockIndex], bytes]] = []
         for meta in chosen:
             sources.append((await self._object_index_of(meta), await self.objects.get(meta.key)))
-        # Parsing and rebuilding up to compaction_max_bytes is CPU work: off the event loop.
-        plans = await asyncio.to_thread(self._build_merged, sources, streams)
+        plans = await self._build_merged(sources, streams)
         new = await self.meta.prepare_objects(
             ["so"] * len(plans), self.settings.prepared_timeout_ms / 1000.0
         )
@@ -1030,11 +1042,12 @@ class StreamEngine:
             self._index_object(meta)
         return len(chosen)
 
-    def _build_merged(
+    async def _build_merged(
         self, sources: list[tuple[list[BlockIndex], bytes]], streams: dict[int, StreamMeta]
     ) -> list[tuple[list[tuple[int, int, int]], list[bytes | memoryview]]]:
-        """``(ranges, parts)`` of one new stream object per stream with live data (runs on a
-        worker thread)."""
+        """``(ranges, parts)`` of one new stream object per stream with live data. Parsing and
+        rebuilding up to compaction_max_bytes is CPU work: done in slices (:class:`_Slices`)."""
+        slices = _Slices()
         per_stream: dict[int, list[Batch]] = collections.defaultdict(list)
         for index, data in sources:
             for block in index:
@@ -1043,6 +1056,7 @@ class StreamEngine:
                     continue
                 piece = data[block.position : block.position + block.size]
                 per_stream[block.stream_id].extend(parse_block(piece, block))
+                await slices.done(block.size)
         out: list[tuple[list[tuple[int, int, int]], list[bytes | memoryview]]] = []
         for stream_id in sorted(per_stream):
             batches = sorted(per_stream[stream_id], key=lambda b: b.base)
@@ -1056,6 +1070,7 @@ class StreamEngine:
                     run_start = batch.base
                 builder.add(stream_id, batch)
                 previous_end = batch.end
+                await slices.done(len(batch.payload))
             ranges.append((stream_id, run_start, previous_end))
             out.append((ranges, builder.finish()[0]))
         return out
