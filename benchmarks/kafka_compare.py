@@ -10,8 +10,9 @@ cores) and gets the same client runs, with the Java tools from the kafka-tools 4
    the script waits for the broker to go idle (streambed's uploads after case 1) and times small
    write + fdatasync calls in the broker's data directory for 10 s: a produce p99 with an fsync
    per acknowledgement cannot be lower than what the disk gives at that moment, and a virtual
-   disk's flush latency comes and goes (stalls of 100-900 ms were seen on this machine's disk
-   with nothing else running). For streambed each run also reports the broker's own view: its
+   disk's latency comes and goes (stalls of 100-900 ms were seen on this machine's disk with
+   nothing else running; the probe says how much of the slow calls' time the block device spent
+   completing writes and how much flushing its cache). For streambed each run also reports the broker's own view: its
    produce latency histogram (the metrics endpoint) scraped before and after the run.
 
 Systems: ``streambed`` (a ``streambed broker`` process on the embedded default storage: file WAL
@@ -437,16 +438,43 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
+def block_device(directory: Path) -> str | None:
+    """The name of the block device holding ``directory`` (``vda``), for /proc/diskstats, or
+    None where that cannot be told (not Linux, a partition-less overlay, tmpfs)."""
+    try:
+        dev = os.stat(directory).st_dev
+        link = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+        name = link.resolve().name
+        return name if Path("/proc/diskstats").exists() else None
+    except OSError:
+        return None
+
+
+def diskstats(device: str) -> tuple[int, int] | None:
+    """Milliseconds the block layer has spent on writes and on flushes of ``device`` so far."""
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == device and len(fields) >= 20:
+                return int(fields[10]), int(fields[19])
+    return None
+
+
 def disk_probe(directory: Path, seconds: float, rate: float, size: int = 16 * 1024) -> dict[str, Any]:
     """Write + fdatasync ``size`` bytes ``rate`` times a second for ``seconds`` in ``directory``
     (overwriting a preallocated file, as the WAL does), with nothing else running: how long the
-    disk itself takes to make a small write durable right now. On a virtual disk the host's
-    flush latency comes and goes; a produce p99 with an fsync per acknowledgement cannot be below
-    what the disk gives at that moment."""
+    disk itself takes to make a small write durable right now. A produce p99 with an fsync per
+    acknowledgement cannot be below what the disk gives at that moment.
+
+    For every call over 10 ms it also reads the block layer's counters (/proc/diskstats) before
+    and after, so the summary says where the time went: in the device's write completions, in its
+    cache flushes, or in neither (the kernel or the CPU)."""
     if seconds <= 0:
         return {}
     path = directory / "disk-probe.tmp"
     lat: list[float] = []
+    device = block_device(directory)
+    slow_ms = write_ms = flush_ms = 0.0
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -459,10 +487,19 @@ def disk_probe(directory: Path, seconds: float, rate: float, size: int = 16 * 10
             start = time.monotonic()
             count = int(seconds * rate)
             for i in range(count):
+                before = diskstats(device) if device else None
                 began = time.perf_counter()
                 os.pwrite(fd, data, (i * size) % span)
                 os.fdatasync(fd)
-                lat.append((time.perf_counter() - began) * 1000)
+                took = (time.perf_counter() - began) * 1000
+                lat.append(took)
+                if took > 10 and before is not None:
+                    after = diskstats(device) if device else None
+                    if after is not None:
+                        slow_ms += took
+                        # the call's own I/O, capped at its duration (other writers add to the sums)
+                        write_ms += min(took, after[0] - before[0])
+                        flush_ms += min(took, after[1] - before[1])
                 delay = start + (i + 1) / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -478,6 +515,13 @@ def disk_probe(directory: Path, seconds: float, rate: float, size: int = 16 * 10
     result["summary"] = (f"{n} x 16 KiB write + fdatasync: p50 {result['p50_ms']} ms, p99 "
                          f"{result['p99_ms']} ms, max {result['max_ms']} ms, "
                          f"{result['over_10ms']} over 10 ms")
+    if device and slow_ms:
+        result["slow_calls_ms"] = round(slow_ms)
+        result["slow_device_write_ms"] = round(write_ms)
+        result["slow_device_flush_ms"] = round(flush_ms)
+        result["summary"] += (f"; of their {slow_ms:.0f} ms the block device ({device}) spent "
+                              f"{write_ms:.0f} ms completing writes and {flush_ms:.0f} ms "
+                              f"flushing its cache")
     return result
 
 
@@ -706,7 +750,7 @@ def markdown(results: dict[str, Any], summary: dict[str, Any], rate_mib: float) 
                 f"{fmt(r['avg_ms'])} | {fmt(r['p50_ms'], 0)} | {fmt(r['p95_ms'], 0)} | "
                 f"{fmt(r['p99_ms'], 0)} | {fmt(r['p999_ms'], 0)} | {fmt(r['max_ms'], 0)} | "
                 f"{cpu(r)} |")
-    rows += ["", "| system | p99 ms of each latency run | disk before them: 16 KiB write + fdatasync p50 / p99 / max ms, calls over 10 ms |",
+    rows += ["", "| system | p99 ms of each latency run | disk before them: 16 KiB write + fdatasync p50 / p99 / max ms, calls over 10 ms (where their time went) |",
              "|---|---|---|"]
     for system in SYSTEMS:
         res = results.get(system, {})
@@ -715,6 +759,9 @@ def markdown(results: dict[str, Any], summary: dict[str, Any], rate_mib: float) 
         d = res.get("disk_probe") or {}
         disk = (f"{fmt(d.get('p50_ms'), 2)} / {fmt(d.get('p99_ms'), 2)} / {fmt(d.get('max_ms'), 0)}, "
                 f"{d.get('over_10ms')} of {d.get('fdatasyncs')}" if "p50_ms" in d else "—")
+        if d.get("slow_calls_ms"):
+            disk += (f"; slow calls {fmt(d['slow_calls_ms'], 0)} ms: device writes "
+                     f"{fmt(d['slow_device_write_ms'], 0)}, flushes {fmt(d['slow_device_flush_ms'], 0)}")
         runs = " / ".join(fmt(v, 0) for v in res["latency_p99s_ms"])
         rows.append(f"| {system} | {runs} | {disk} |")
     rows += ["", "| system | consumer MB/s (fetch) | MB/s (incl. group join) | records/s (fetch) | group join ms | CPU cores: broker / client / others |",
