@@ -10,6 +10,7 @@ from typing import Any
 
 from sbtest.inprocess import AsyncKafkaClient, InProcessKafka, start_kafka, stop_kafka
 
+from streambed.broker.domain import keys
 from streambed.broker.protocol.errors import ErrorCode
 from streambed.broker.protocol.messages import (
     api_versions,
@@ -22,6 +23,7 @@ from streambed.broker.protocol.messages import (
 )
 from streambed.broker.protocol.messages import metadata as md
 from streambed.broker.protocol.records import Record, encode_batch, iter_batches
+from streambed.core.metadata.api import Delete
 
 
 async def create(client: AsyncKafkaClient, name: str, partitions: int = 1, **configs: str) -> None:
@@ -321,41 +323,77 @@ async def list_offset(client: AsyncKafkaClient, topic: str, timestamp: int) -> t
 
 
 async def test_time_lookups_across_a_restart_and_record_deletion(tmp_path: Path) -> None:
-    """The time index covers what a broker appended; after a restart the older part is indexed
-    on the first lookup; deleting the record with the maximum timestamp moves MAX_TIMESTAMP."""
+    """The time index covers what a broker appended and is saved in the metadata store; after a
+    restart the saved copy plus a scan of the few batches after it cover the old part. Without a
+    copy the old part is indexed on the first lookup. Deleting the record with the maximum
+    timestamp moves MAX_TIMESTAMP."""
     kafka = await start_kafka(tmp_path, "time-index")
     client = await kafka.client()
     await create(client, "clock")
     # Out of order on purpose: 400 batches of 2 records, timestamps rising, one far-future batch.
     stamps = [10_000 + 10 * i for i in range(400)]
-    stamps[150] = 99_999
-    for ts in stamps[:200]:
+    stamps[250] = 99_999
+    first = kafka.server.services.partitions.lookup("clock", 0)
+    assert not isinstance(first, int)
+    first.time_index.interval_bytes = 20_000  # an entry every few batches
+    for ts in stamps[:300]:
         await send(client, "clock", batch(2, ts=ts, size=2000))
+    before = first.time_index.entries()
+    assert len(before) > 5
     await client.close()
-    await stop_kafka(kafka)
+    await stop_kafka(kafka)  # saves the index
+
     kafka = await start_kafka(tmp_path, "time-index")  # same in-memory media: a restart
     client = await kafka.client()
-    for ts in stamps[200:]:
-        await send(client, "clock", batch(2, ts=ts, size=2000))
     partition = kafka.server.services.partitions.lookup("clock", 0)
     assert not isinstance(partition, int)
-    assert partition.time_index.covered_from == 400  # only what this broker appended
-    assert await list_offset(client, "clock", 10_000) == (0, 10_000)
+    assert partition.time_index.covered_from == 0  # the saved copy covers the old part
+    assert partition.time_index.entries() == before
+    for ts in stamps[300:]:
+        await send(client, "clock", batch(2, ts=ts, size=2000))
+
+    async def check_lookups() -> None:
+        assert await list_offset(client, "clock", 10_000) == (0, 10_000)
+        assert await list_offset(client, "clock", 10_995) == (200, 11_000)
+        assert await list_offset(client, "clock", 13_000) == (500, 99_999)  # the future batch
+        assert await list_offset(client, "clock", 100_000) == (-1, -1)
+        assert await list_offset(client, "clock", -3) == (500, 99_999)
+        for at in (0, 250, 500, 610, 798):
+            expected = next((2 * i, ts) for i, ts in enumerate(stamps) if ts >= stamps[at // 2])
+            assert await list_offset(client, "clock", stamps[at // 2]) == expected
+
+    await check_lookups()
+    await client.close()
+    # Without a saved copy (a broker from before copies were saved, or a lost key) the old part
+    # is indexed by a scan on the first lookup.
+    stream_id = partition.stream_id
+    await kafka.server.store.txn([], [Delete(keys.time_index_key(stream_id))])
+    kafka.server.services.partitions.time_indexes = None  # nothing saved at close
+    await stop_kafka(kafka)
+    kafka = await start_kafka(tmp_path, "time-index")
+    client = await kafka.client()
+    partition = kafka.server.services.partitions.lookup("clock", 0)
+    assert not isinstance(partition, int)
+    assert partition.time_index.covered_from == 800  # only what this broker appends
+    await check_lookups()
     assert partition.time_index.covered_from == 0  # the older part was indexed once
-    assert await list_offset(client, "clock", 10_995) == (200, 11_000)
-    assert await list_offset(client, "clock", 13_000) == (300, 99_999)  # the future batch
-    assert await list_offset(client, "clock", 100_000) == (-1, -1)
-    assert await list_offset(client, "clock", -3) == (300, 99_999)
-    for at in (0, 250, 500, 798):
-        expected = next((2 * i, ts) for i, ts in enumerate(stamps) if ts >= stamps[at // 2])
-        assert await list_offset(client, "clock", stamps[at // 2]) == expected
     # Delete up to past the far-future batch: the maximum is the newest batch's now.
     body = await client.request(21, 2, delete_records.DeleteRecordsRequest(
         topics=[delete_records.DeleteRecordsTopic("clock", [
-            delete_records.DeleteRecordsPartition(0, 302)])], timeout_ms=5000))
+            delete_records.DeleteRecordsPartition(0, 502)])], timeout_ms=5000))
     assert body.topics[0].partitions[0].error_code == 0
     assert await list_offset(client, "clock", -3) == (798, stamps[-1])
-    assert await list_offset(client, "clock", 0) == (302, stamps[151])
+    assert await list_offset(client, "clock", 0) == (502, stamps[251])
+    await client.close()
+    await stop_kafka(kafka)
+    # The copy saved at that close starts at the new log start's batch; it is used again.
+    kafka = await start_kafka(tmp_path, "time-index")
+    partition = kafka.server.services.partitions.lookup("clock", 0)
+    assert not isinstance(partition, int)
+    assert partition.time_index.covered_from <= 502
+    client = await kafka.client()
+    assert await list_offset(client, "clock", 0) == (502, stamps[251])
+    assert await list_offset(client, "clock", -3) == (798, stamps[-1])
     await client.close()
     await stop_kafka(kafka)
 

@@ -20,6 +20,7 @@ __all__ = [
     "PRODUCER_IDS",
     "PRODUCER_STATE",
     "ROOT",
+    "TIME_INDEX",
     "TOPICS",
     "TOPIC_COLLISIONS",
     "TOPIC_IDS",
@@ -37,6 +38,7 @@ __all__ = [
     "partition_key",
     "partitions_prefix",
     "producer_state_key",
+    "time_index_key",
     "topic_collision_key",
     "topic_id_key",
     "topic_key",
@@ -56,6 +58,7 @@ OFFSETS = ROOT + "offsets/"
 PRODUCER_IDS = ROOT + "producer-ids"
 TRANSACTIONAL_IDS = ROOT + "transactional-ids/"
 PRODUCER_STATE = ROOT + "producer-state/"
+TIME_INDEX = ROOT + "time-index/"
 
 # quote() never emits a lone "%", so it can stand for the empty string (Kafka accepts "" as a
 # group id for offset commits) without clashing with any encoded id.
@@ -127,6 +130,10 @@ def transactional_id_key(transactional_id: str) -> str:
 
 def producer_state_key(stream_id: int) -> str:
     return f"{PRODUCER_STATE}{stream_id:020d}"
+
+
+def time_index_key(stream_id: int) -> str:
+    return f"{TIME_INDEX}{stream_id:020d}"
 
 
 def encode(value: Any) -> bytes:

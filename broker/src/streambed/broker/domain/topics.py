@@ -508,11 +508,13 @@ class TopicManager:
                 "deleting the streams of topic %s failed; will retry", topic_id_hex, exc_info=True
             )
             return
-        # The partitions' producer snapshots go with them (they are keyed by stream id).
+        # The partitions' producer snapshots and saved time indexes go with them (both are
+        # keyed by stream id).
         await self._store.txn(
             [],
             [Delete(keys.deleting_key(topic_id_hex))]
-            + [Delete(keys.producer_state_key(sid)) for sid in streams],
+            + [Delete(keys.producer_state_key(sid)) for sid in streams]
+            + [Delete(keys.time_index_key(sid)) for sid in streams],
         )
 
     async def _delete_stream(self, stream_id: int) -> None:

@@ -18,6 +18,7 @@ from streambed.broker.domain.clock import SystemClock
 from streambed.broker.domain.groups import GroupConfig, GroupCoordinator
 from streambed.broker.domain.producer_ids import ProducerIdManager
 from streambed.broker.domain.producers import ProducerSnapshotStore
+from streambed.broker.domain.time_index import TimeIndexStore
 from streambed.broker.domain.topics import TopicManager
 from streambed.broker.metrics import RequestMetrics, Sample, family, request_families
 from streambed.broker.protocol.messages import SUPPORTED_VERSIONS
@@ -97,6 +98,7 @@ class KafkaServer:
             self.engine,
             topics,
             ProducerSnapshotStore(self.store),
+            time_indexes=TimeIndexStore(self.store),
             node_id=node_id,
             producer_id_expiration_ms=_int_config(
                 static, "transactional.id.expiration.ms", 86_400_000

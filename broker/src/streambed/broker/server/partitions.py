@@ -29,7 +29,7 @@ from streambed.broker.domain.producers import (
     PartitionProducerState,
     ProducerSnapshotStore,
 )
-from streambed.broker.domain.time_index import TimeIndex
+from streambed.broker.domain.time_index import TimeIndex, TimeIndexStore
 from streambed.broker.domain.topics import NewTopic, TopicConfig, TopicInfo, TopicManager
 from streambed.broker.protocol.errors import ErrorCode as WireError
 from streambed.broker.protocol.records import RecordBatch, iter_batches
@@ -96,9 +96,11 @@ class Partition:
         self.offsets_appended = 0
         self._bytes_per_offset: float | None = None
         self._snapshot_end = producers.durable_end
-        # Covers what is appended from now on; the older part is indexed on first need.
+        # Covers what is appended from now on; the older part comes from the saved copy
+        # (load_time_index) and what is below that is indexed on first need.
         self.time_index = TimeIndex(stream.next_offset)
         self._time_index_lock = asyncio.Lock()
+        self._time_index_saved: tuple[int, int, int] | None = None
 
     def __repr__(self) -> str:
         return f"Partition({self.topic}-{self.index}, stream {self.stream_id})"
@@ -260,6 +262,38 @@ class Partition:
                         best = (offset, ts)
         return best
 
+    async def load_time_index(self, data: bytes) -> None:
+        """Start from a saved copy of the time index (at open, before any append): the copy, then
+        a scan of what was appended after its end (a MiB or so plus the last seconds before the
+        restart), then the live index."""
+        saved = TimeIndex.load(data, interval_bytes=self.time_index.interval_bytes)
+        live = self.time_index
+        if saved.end > live.covered_from or saved.end < self.log_start_offset or not len(saved):
+            log.info("%s-%d: ignoring a saved time index that does not fit the log (ends at "
+                     "%d, log %d-%d)", self.topic, self.index, saved.end, self.log_start_offset,
+                     live.covered_from)
+            return
+        gap = TimeIndex(saved.end, interval_bytes=live.interval_bytes)
+        async for base, batch in self.scan(saved.end, live.covered_from):
+            gap.add(base, batch.max_timestamp, batch.size)
+        gap.prepend(saved)
+        live.prepend(gap)
+        live.forget_below(self.log_start_offset)
+        self._time_index_saved = live.saved_signature(self.high_watermark)
+
+    def time_index_to_save(self) -> tuple[bytes, tuple[int, int, int]] | None:
+        """The time index's durable part and its signature, when it changed since it was last
+        saved (:meth:`time_index_saved`)."""
+        hw = self.high_watermark
+        signature = self.time_index.saved_signature(hw)
+        if signature == self._time_index_saved:
+            return None
+        data = self.time_index.save_below(hw, self.leader_epoch)
+        return None if data is None else (data, signature)
+
+    def time_index_saved(self, signature: tuple[int, int, int]) -> None:
+        self._time_index_saved = signature
+
     async def _index_whole_log(self) -> None:
         """Index what lies below the time index's coverage (after a restart), once."""
         if self.time_index.covered_from <= self.log_start_offset:
@@ -359,6 +393,7 @@ class PartitionManager:
         topics: TopicManager,
         snapshots: ProducerSnapshotStore,
         *,
+        time_indexes: TimeIndexStore | None = None,
         node_id: int,
         producer_id_expiration_ms: int = 86_400_000,
         verify_records: bool = True,
@@ -367,6 +402,7 @@ class PartitionManager:
         self.engine = engine
         self.topics = topics
         self.snapshots = snapshots
+        self.time_indexes = time_indexes
         self.node_id = node_id
         self.verify_records = verify_records
         self.retention_check_interval_s = retention_check_interval_s
@@ -449,6 +485,23 @@ class PartitionManager:
                 await self.snapshots.save(partition.stream_id, snapshot)
                 partition.snapshot_taken(snapshot.offset)
                 saved += 1
+        await self.save_time_indexes()
+        return saved
+
+    async def save_time_indexes(self) -> int:
+        """Save each partition's time index where it grew since its last save."""
+        if self.time_indexes is None:
+            return 0
+        saved = 0
+        for partition in list(self._partitions.values()):
+            due = partition.time_index_to_save()
+            if due is None:
+                continue
+            data, signature = due
+            with contextlib.suppress(StreambedError):
+                if await self.time_indexes.save(partition.stream_id, data):
+                    saved += 1
+                partition.time_index_saved(signature)
         return saved
 
     async def _open_topic(self, info: TopicInfo) -> None:
@@ -472,12 +525,24 @@ class PartitionManager:
                 info.name, p.index, info.topic_id, stream, p.leader_epoch, config, producers
             )
             await partition.sample_size()
+            if self.time_indexes is not None:
+                await self._load_time_index(partition)
             replayed = await partition.replay_producers()
             if replayed:
                 log.info("%s-%d: replayed %d batches into producer state", info.name, p.index,
                          replayed)
             self._partitions[(info.name, p.index)] = partition
             self._by_stream[p.stream_id] = partition
+
+    async def _load_time_index(self, partition: Partition) -> None:
+        assert self.time_indexes is not None
+        try:
+            data = await self.time_indexes.load(partition.stream_id)
+            if data is not None:
+                await partition.load_time_index(data)
+        except StreambedError as exc:  # a lookup will index by scanning, as without a copy
+            log.warning("%s-%d: cannot use the saved time index: %s", partition.topic,
+                        partition.index, exc)
 
     # -- lookups -----------------------------------------------------------------------------
 
