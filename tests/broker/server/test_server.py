@@ -398,6 +398,30 @@ async def test_time_lookups_across_a_restart_and_record_deletion(tmp_path: Path)
     await stop_kafka(kafka)
 
 
+async def test_deleting_a_topic_removes_its_saved_state(tmp_path: Path) -> None:
+    """A topic's producer snapshots and saved time indexes are keyed by stream id and go with
+    it: a new topic must never meet them."""
+    kafka = await start_kafka(tmp_path, "saved-state")
+    client = await kafka.client()
+    await create(client, "gone")
+    await send(client, "gone", batch(2, pid=4, epoch=0, seq=0, ts=5_000))
+    await client.close()
+    partition = kafka.server.services.partitions.lookup("gone", 0)
+    assert not isinstance(partition, int)
+    stream_id = partition.stream_id
+    await kafka.server.services.partitions.save_snapshots()
+    store = kafka.server.store
+    saved = [keys.time_index_key(stream_id), keys.producer_state_key(stream_id)]
+    for key in saved:
+        assert await store.get(key) is not None, key
+    await kafka.server.services.partitions.delete_topic("gone")
+    deadline = time.monotonic() + 10
+    while any([await store.get(key) is not None for key in saved]):
+        assert time.monotonic() < deadline, "saved state outlived its topic"
+        await asyncio.sleep(0.05)
+    await stop_kafka(kafka)
+
+
 async def test_offset_for_leader_epoch(kafka: InProcessKafka) -> None:
     client = await kafka.client()
     await create(client, "epochs")
