@@ -228,6 +228,28 @@ async def test_fetch_long_poll_wakes_on_produce(kafka: InProcessKafka) -> None:
     await producer.close()
 
 
+async def test_restart_and_fetch_from_inside_a_batch(tmp_path: Path) -> None:
+    """After a restart the data lives in objects only: opening a partition of more than 4096
+    offsets (its size is sampled from inside a batch) and fetching from inside a batch (where
+    committed offsets usually are) both once spun the event loop forever."""
+    kafka = await start_kafka(tmp_path, "inside")
+    client = await kafka.client()
+    await create(client, "tens")
+    for _ in range(503):
+        await send(client, "tens", batch(10))
+    await client.close()
+    await stop_kafka(kafka)
+    kafka = await asyncio.wait_for(start_kafka(tmp_path, "inside"), 30)
+    client = await kafka.client()
+    for offset in (5, 2017, 5025):
+        body = await asyncio.wait_for(client.request(1, 12, fetch_request("tens", offset)), 10)
+        part = body.responses[0].partitions[0]
+        assert part.error_code == 0
+        assert records_of(part)[0] == offset - offset % 10
+    await client.close()
+    await stop_kafka(kafka)
+
+
 async def test_fetch_respects_partition_max_bytes_but_returns_one_batch(
     kafka: InProcessKafka,
 ) -> None:

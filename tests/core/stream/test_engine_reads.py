@@ -96,3 +96,29 @@ async def test_readahead_grows_on_sequential_reads(tmp_path: Path) -> None:
     # 400 small sequential fetches, but readahead makes later ones block-cache hits.
     assert store.range_reads < reads / 4, (store.range_reads, reads)
     await engine.close()
+
+
+async def test_reads_from_inside_a_batch_get_the_batch_that_holds_it(tmp_path: Path) -> None:
+    """Cold and cached alike: a fetch from an offset inside a batch returns that whole batch
+    first, then the following ones (it once spun the event loop forever on a cold read)."""
+    engine, _ = await make(tmp_path, "inside", delay=0.0)
+    stream = await engine.open_stream(await engine.create_stream(), 1)
+    bases = [await stream.append(b"batch-%d" % i + bytes(3000), 10) for i in range(30)]
+    assert bases == [10 * i for i in range(30)]
+
+    async def check() -> None:
+        for offset in range(0, 300, 3):
+            got = await stream.fetch(offset, max_bytes=1)
+            assert [b.base for b in got] == [offset - offset % 10], offset
+            assert bytes(got[0].payload).startswith(b"batch-%d" % (offset // 10))
+            end = max(offset + 1, 285)  # an end inside a batch includes that batch
+            more = await stream.fetch(offset, end, max_bytes=1 << 20)
+            assert [b.base for b in more] == list(range(offset - offset % 10, end, 10))
+
+    await check()  # from the log cache
+    await engine.close()  # uploads everything
+    engine, _ = await make(tmp_path, "inside", delay=0.0)  # a restart: the data is in objects
+    stream = await engine.open_stream(stream.id, 2)
+    assert not stream._state.cache
+    await check()  # from objects
+    await engine.close()

@@ -377,6 +377,12 @@ class EngineMachine(RuleBasedStateMachine):
                     for b in got:
                         batches.append((b.base, b.count, bytes(b.payload)))
                         position = b.end
+                # A read from inside a batch (a consumer's committed offset often is) gets the
+                # whole batch that holds it, from the log cache or from objects alike.
+                for base, count, payload in batches:
+                    if count > 1 and base + count // 2 >= handle.start_offset:
+                        got = await handle.fetch(base + count // 2, max_bytes=1)
+                        assert got and (got[0].base, bytes(got[0].payload)) == (base, payload)
                 out[sid] = batches
 
         self.life.paused = True

@@ -762,6 +762,7 @@ class StreamEngine:
         readahead = self._readahead(state, position)
         retried = False
         while position < end and (not out or size < max_bytes):
+            before = position
             located = self._locate(state, position)
             if located is None:
                 raise DataError(f"stream {state.meta.id}: no object holds offset {position}")
@@ -784,13 +785,19 @@ class StreamEngine:
             for batch in batches:
                 if batch.end <= position:
                     continue
-                if batch.base != position or batch.base >= stop:
+                # The first batch may begin before ``start`` (a read from inside a batch gets the
+                # whole batch that holds it); every later one begins where the previous ended.
+                if batch.base > position or batch.base >= stop:
                     break  # the range ends here; the next one may be in another object
                 out.append(batch)
                 size += len(batch.payload)
                 position = batch.end
                 if size >= max_bytes:
                     break
+            if position == before:  # never spin: the loop must move on or fail
+                raise DataError(
+                    f"stream {state.meta.id}: object {object_id} returned nothing at {position}"
+                )
         state.cold_end = position
         return out
 
