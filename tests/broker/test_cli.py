@@ -238,3 +238,63 @@ def test_broker_embedded_default_starts_and_stops_cleanly(
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "started" in out and "stopped cleanly" in out, out
+
+
+def _produce_one(bootstrap: str, topic: str) -> str | None:
+    """Produce one record with librdkafka; None when acknowledged, else the error."""
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10_000})
+    producer.produce(topic, b"v", on_delivery=lambda err, _msg: err and errors.append(str(err)))
+    left = producer.flush(15)
+    return errors[0] if errors else ("not delivered" if left else None)
+
+
+def test_a_second_broker_on_the_same_data_dir_leaves_the_first_alone(tmp_path: Path) -> None:
+    """The second process stops at the data directory's lock, before it registers in metadata
+    (it used to fence the running broker, which then answered NOT_LEADER forever)."""
+    from sbtest.broker import BrokerProcess
+
+    first = BrokerProcess(tmp_path / "a").start()
+    try:
+        assert first.proc is not None
+        path = tmp_path / "second.yaml"
+        path.write_text(f"broker:\n  data_dir: {tmp_path / 'a' / 'data'}\n"
+                        f"  listeners: [PLAINTEXT://127.0.0.1:{free_port()}]\n")
+        result = run("broker", "--config", str(path))
+        assert result.returncode == 1, result.stderr
+        assert (f"is in use by another broker process (pid {first.proc.pid})"
+                in result.stderr), result.stderr
+        assert "Traceback" not in result.stderr
+        time.sleep(4)  # the fenced broker used to stop serving about 3 s later
+        assert first.running
+        assert _produce_one(first.bootstrap, "still-mine") is None
+    finally:
+        assert first.stop() == 0, first.log_tail()
+
+
+def test_a_fenced_broker_exits(tmp_path: Path) -> None:
+    """Another process registering as the same node (here: same node id, same metadata store,
+    another data directory) fences this broker: it says so and exits with status 1 instead of
+    answering NOT_LEADER_OR_FOLLOWER forever."""
+    from sbtest.broker import BrokerProcess
+
+    shared = {"type": "local", "options": {"path": str(tmp_path / "shared-metadata.db")}}
+    objects = {"objects": {"type": "file", "options": {"root": str(tmp_path / "objects")}}}
+    old = BrokerProcess(tmp_path / "old", metadata=shared, storage=objects).start()
+    new = BrokerProcess(tmp_path / "new", metadata=shared, storage=objects)
+    try:
+        assert _produce_one(old.bootstrap, "t") is None
+        new.start()
+        assert old.proc is not None
+        old.proc.wait(30)
+        assert old.proc.returncode == 1, old.log_tail()
+        log = old.log_path.read_text()
+        assert "taken over by another process" in log, log
+        assert "stopped cleanly" in log
+        assert "Traceback" not in log
+        assert _produce_one(new.bootstrap, "t") is None
+    finally:
+        old.kill()
+        new.stop()

@@ -8,11 +8,15 @@ only set an event; the shutdown path stops accepting, lets in-flight requests fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from streambed.broker.metrics import MetricsServer, Sample, family
@@ -26,9 +30,35 @@ from streambed.core.lifecycle import BrokerInfo
 from streambed.core.plugins import PluginHost
 from streambed.core.stream.engine import StreamEngine
 
-__all__ = ["Broker", "run_broker"]
+__all__ = ["Broker", "lock_data_dir", "run_broker"]
 
 log = logging.getLogger("streambed.broker")
+
+LOCK_FILE = ".lock"
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold ``data_dir/.lock`` (an exclusive ``flock``, as Kafka locks its log directories) for
+    as long as the returned descriptor is open. A second broker on the same directory stops
+    here, before it touches the WAL or registers itself in metadata (which would fence the
+    running broker)."""
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise Unavailable(
+            f"the data directory {data_dir} (broker.data_dir) is in use by another broker "
+            f"process (pid {holder}); stop it first or give this broker its own data_dir"
+        ) from None
+    except OSError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 async def open_component(component: ResolvedComponent, ctx: NodeContext) -> Any:
@@ -74,6 +104,7 @@ class Broker:
         self.watchdog: LoopWatchdog | None = None
         self.metrics: MetricsServer | None = None
         self.stopped = asyncio.Event()
+        self._lock_fd: int | None = None
 
     async def start(self) -> None:
         settings = self.config.settings.broker
@@ -86,6 +117,7 @@ class Broker:
         log.info("streambed %s starting node %d", __version__, settings.node_id)
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = lock_data_dir(settings.data_dir)
         except OSError as exc:
             raise Unavailable(
                 f"cannot create the data directory {settings.data_dir} (broker.data_dir): "
@@ -165,6 +197,10 @@ class Broker:
             except Exception:
                 log.exception("closing %r failed", component)
         self._opened.clear()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # releases the data directory's lock
+            self._lock_fd = None
         log.info("broker %d stopped cleanly", self.info.node_id)
         self.stopped.set()
 
@@ -180,7 +216,19 @@ async def _serve(config: ResolvedConfig, host: PluginHost) -> int:
     except BaseException:
         await broker.stop()
         raise
-    await stop.wait()
+    assert broker.engine is not None
+    signalled = asyncio.ensure_future(stop.wait())
+    fenced = asyncio.ensure_future(broker.engine.wait_failed())
+    await asyncio.wait([signalled, fenced], return_when=asyncio.FIRST_COMPLETED)
+    if fenced.done():
+        signalled.cancel()
+        # Another process took over this node's streams: serving on would only answer
+        # NOT_LEADER_OR_FOLLOWER while clients keep coming back here. Exit instead.
+        log.error("this broker's storage was taken over by another process (%s); shutting "
+                  "down", fenced.result())
+        await broker.stop()
+        return 1
+    fenced.cancel()
     log.info("signal received: shutting down gracefully")
     await broker.stop()
     return 0

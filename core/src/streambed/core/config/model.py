@@ -44,7 +44,9 @@ class BrokerSection(BaseModel):
         None, description="Addresses given to clients in Metadata; defaults to `listeners`."
     )
     data_dir: Path = Field(
-        Path("./streambed-data"), description="Where local state lives when a local medium is used."
+        Path("./streambed-data"),
+        description="Where local state lives when a local medium is used. A running broker "
+        "holds `<data_dir>/.lock`: a second broker on the same directory exits at once.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_request_bytes: int = Field(

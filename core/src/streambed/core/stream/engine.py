@@ -217,6 +217,7 @@ class StreamEngine:
         self._started = False
         self._closed = False
         self._failure: StreambedError | None = None
+        self._failed = asyncio.Event()
         self.uploads = 0
         self.compactions = 0
 
@@ -488,9 +489,17 @@ class StreamEngine:
             waiter.cancel()
             sleeper.cancel()
 
+    async def wait_failed(self) -> StreambedError:
+        """Wait until the engine stops for good because this node was fenced (another process
+        registered as this node, or took over its streams); the error that stopped it."""
+        await self._failed.wait()
+        assert self._failure is not None
+        return self._failure
+
     def _fail(self, exc: StreambedError) -> None:
         log.error("stream engine fenced, stopping: %s", exc)
         self._failure = exc
+        self._failed.set()
         self._space_changed.set()
         for state in self._streams.values():
             for waiter in state.waiting:
