@@ -409,3 +409,55 @@ def test_offsets_for_times_across_a_restart(fresh: BrokerProcess) -> None:
         assert kp.offsets_for_times({partition: base + 10_000_001})[partition] is None
     finally:
         kp.close()
+
+
+def test_transactional_producers_fail_at_once_with_a_clear_error(
+    module_broker: BrokerProcess,
+) -> None:
+    """Transactions are not served: every client's init_transactions() fails at once with the
+    authorization error (librdkafka used to wait out its 60 s transaction timeout), and an
+    idempotent producer on the same broker is unaffected."""
+    from confluent_kafka import KafkaException, Producer
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError as KafkaPythonError
+
+    began = time.monotonic()
+    producer = Producer({"bootstrap.servers": module_broker.bootstrap, "transactional.id": "tx-a"})
+    with pytest.raises(KafkaException) as raised:
+        producer.init_transactions(30)
+    error = raised.value.args[0]
+    assert error.fatal(), error
+    assert "TRANSACTIONAL_ID_AUTHORIZATION_FAILED" in error.name() or "uthoriz" in str(error)
+    assert time.monotonic() - began < 10
+
+    began = time.monotonic()
+    with pytest.raises(KafkaPythonError) as raised_kp:
+        legacy = KafkaProducer(bootstrap_servers=module_broker.bootstrap,
+                               transactional_id="tx-b")
+        try:
+            legacy.init_transactions()
+        finally:
+            legacy.close(timeout=5)
+    assert "uthoriz" in repr(raised_kp.value), repr(raised_kp.value)
+    assert time.monotonic() - began < 15
+
+    async def aiokafka_transactional() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        aio = AIOKafkaProducer(bootstrap_servers=module_broker.bootstrap,
+                               transactional_id="tx-c")
+        try:
+            await asyncio.wait_for(aio.start(), 15)
+        finally:
+            await aio.stop()
+
+    began = time.monotonic()
+    with pytest.raises(Exception) as raised_aio:
+        asyncio.run(aiokafka_transactional())
+    assert "uthoriz" in repr(raised_aio.value), repr(raised_aio.value)
+    assert time.monotonic() - began < 15
+    assert "refused transactional producer 'tx-a'" in module_broker.log_path.read_text()
+
+    plain = Producer({"bootstrap.servers": module_broker.bootstrap, "enable.idempotence": True})
+    plain.produce(topic_name("after-txn"), b"v")
+    assert plain.flush(15) == 0

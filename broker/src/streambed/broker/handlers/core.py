@@ -56,6 +56,7 @@ class _CoreHandlers:
     ) -> None:
         self.s = services
         self._versions = versions
+        self._refused_transactional_ids: set[str] = set()
 
     # -- ApiVersions -------------------------------------------------------------------------
 
@@ -152,6 +153,21 @@ class _CoreHandlers:
     async def init_producer_id(
         self, ctx: RequestContext, request: init_producer_id.InitProducerIdRequest
     ) -> init_producer_id.InitProducerIdResponse:
+        if request.transactional_id is not None:
+            # Transactions are not served (AddPartitionsToTxn, EndTxn ... are not advertised).
+            # Refusing here makes every client fail at once in init_transactions() with a fatal
+            # authorization error; accepting it left librdkafka waiting out its transaction
+            # timeout and others failing later with unrelated errors.
+            if request.transactional_id not in self._refused_transactional_ids:
+                if len(self._refused_transactional_ids) < 1024:
+                    self._refused_transactional_ids.add(request.transactional_id)
+                log.warning(
+                    "refused transactional producer %r from %s (client %s): transactions are "
+                    "not supported", request.transactional_id, ctx.peer, ctx.client_id,
+                )
+            return init_producer_id.InitProducerIdResponse(
+                error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            )
         expected = None
         if request.producer_id >= 0:
             expected = ProducerIdAndEpoch(request.producer_id, request.producer_epoch)
