@@ -303,6 +303,18 @@ def test_confluent_admin_topics_and_configs(module_broker: BrokerProcess) -> Non
     admin.create_partitions([NewPartitions(topic, 3)])[topic].result(30)
     metadata = admin.list_topics(topic, timeout=10)
     assert len(metadata.topics[topic].partitions) == 3
+    # Without an authorizer, Kafka reports every operation a resource supports.
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    described_topic = admin.describe_topics(
+        TopicCollection([topic]), include_authorized_operations=True
+    )[topic].result(30)
+    assert {AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE} <= set(
+        described_topic.authorized_operations or []
+    ), described_topic.authorized_operations
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(30)
+    assert AclOperation.DESCRIBE in (cluster.authorized_operations or []), cluster
     admin.delete_topics([topic])[topic].result(30)
     assert topic not in admin.list_topics(timeout=10).topics
 

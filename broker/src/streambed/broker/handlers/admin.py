@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 from streambed.broker.domain.config_defs import TOPIC_CONFIGS
 from streambed.broker.domain.configs import AlterConfigOp, ConfigEntry, ConfigSource, OpType
 from streambed.broker.domain.errors import ErrorCode, KafkaError
+from streambed.broker.domain.operations import CLUSTER_OPERATIONS, TOPIC_OPERATIONS
 from streambed.broker.domain.topic_names import validate_topic_name
 from streambed.broker.domain.topics import NewTopic, PartitionInfo, TopicInfo
 from streambed.broker.protocol.errors import ErrorCode as WireCode
@@ -53,9 +54,6 @@ _BROKERS_ENDPOINT = 1
 _MAX_RESPONSE_PARTITIONS = 2000
 """Kafka's ``max.request.partition.size.limit`` default: DescribeTopicPartitions' page cap."""
 _INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
-# AclOperation ids a cluster supports (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
-# ALTER_CONFIGS, IDEMPOTENT_WRITE): what Kafka reports without an authorizer.
-_CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -550,7 +548,7 @@ class _Admin:
             for b in sorted(self._s.brokers(), key=lambda b: b.node_id)
         ]
         operations = (
-            _CLUSTER_OPERATIONS
+            CLUSTER_OPERATIONS
             if request.include_cluster_authorized_operations
             else dc.DescribeClusterResponse().cluster_authorized_operations
         )
@@ -616,6 +614,7 @@ class _Admin:
                     info.topic_id,
                     name in _INTERNAL_TOPICS,
                     [_partition_entry(p, live) for p in chosen],
+                    topic_authorized_operations=TOPIC_OPERATIONS,
                 )
             )
             if start + len(chosen) < len(info.partitions):

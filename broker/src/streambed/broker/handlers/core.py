@@ -9,6 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 from streambed.broker.domain.errors import KafkaError
+from streambed.broker.domain.operations import (
+    CLUSTER_OPERATIONS,
+    TOPIC_OPERATIONS,
+    UNKNOWN_AUTHORIZED_OPERATIONS,
+)
 from streambed.broker.domain.producer_ids import ProducerIdAndEpoch
 from streambed.broker.domain.topic_names import validate_topic_name
 from streambed.broker.domain.topics import TopicInfo
@@ -99,11 +104,20 @@ class _CoreHandlers:
             md.MetadataResponseBroker(e.node_id, e.host, e.port, e.rack)
             for e in s.brokers()
         ]
+        if request.include_topic_authorized_operations:
+            for topic in topics:
+                if topic.error_code == ErrorCode.NONE:
+                    topic.topic_authorized_operations = TOPIC_OPERATIONS
         return md.MetadataResponse(
             brokers=brokers,
             cluster_id=s.cluster_id,
             controller_id=s.node_id,
             topics=topics,
+            cluster_authorized_operations=(
+                CLUSTER_OPERATIONS
+                if request.include_cluster_authorized_operations
+                else UNKNOWN_AUTHORIZED_OPERATIONS
+            ),
         )
 
     async def _named_topic(self, name: str, auto: bool) -> md.MetadataResponseTopic:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from streambed.broker.domain import group_model as gm
 from streambed.broker.domain.errors import ErrorCode, KafkaError
+from streambed.broker.domain.operations import GROUP_OPERATIONS, UNKNOWN_AUTHORIZED_OPERATIONS
 from streambed.broker.protocol.messages.delete_groups import (
     DeletableGroupResult,
     DeleteGroupsRequest,
@@ -84,10 +85,6 @@ JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
 DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS, OFFSET_DELETE = 15, 16, 42, 47
 
 _GROUP_KEY, _TRANSACTION_KEY = 0, 1
-_UNKNOWN_AUTHORIZED_OPERATIONS = -(2**31)
-# Without an authorizer Kafka reports every operation a group supports: READ (3), DELETE (6),
-# DESCRIBE (8), DESCRIBE_CONFIGS (10) and ALTER_CONFIGS (11), as a bit field.
-_GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8, 10, 11))
 _ZERO_UUID = uuid.UUID(int=0)
 
 
@@ -258,9 +255,9 @@ class _GroupHandlers:
         self, ctx: RequestContext, request: DescribeGroupsRequest
     ) -> DescribeGroupsResponse:
         operations = (
-            _GROUP_OPERATIONS
+            GROUP_OPERATIONS
             if ctx.api_version >= 3 and request.include_authorized_operations
-            else _UNKNOWN_AUTHORIZED_OPERATIONS
+            else UNKNOWN_AUTHORIZED_OPERATIONS
         )
         out: list[DescribedGroup] = []
         for group_id in request.groups:
