@@ -234,7 +234,7 @@ def test_http_and_tls_bytes_are_rejected_from_four_bytes() -> None:
 def test_negative_size_is_rejected() -> None:
     conn = ServerConnection()
     conn.receive_data(struct.pack(">i", -2))
-    with pytest.raises(FrameTooLarge):
+    with pytest.raises(FrameTooLarge, match="negative frame size -2"):
         conn.next_request()
 
 

@@ -49,7 +49,11 @@ class FrameTooLarge(ProtocolError):
     """The size prefix announces a frame over the connection's limit (or a negative size)."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"frame of {size} bytes is over the limit of {limit} bytes")
+        super().__init__(
+            f"negative frame size {size} (not a Kafka client, or a corrupt stream)"
+            if size < 0
+            else f"frame of {size} bytes is over the limit of {limit} bytes"
+        )
         self.size = size
         self.limit = limit
 
