@@ -298,3 +298,38 @@ def test_a_fenced_broker_exits(tmp_path: Path) -> None:
     finally:
         old.kill()
         new.stop()
+
+
+def test_ctrl_c_during_a_hung_start_up_stops_the_broker(tmp_path: Path) -> None:
+    """Storage that never answers (an S3 endpoint that accepts and stays silent, with long
+    timeouts): SIGINT during start-up stops the broker at once, with a log line."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"broker:\n  data_dir: {tmp_path / 'data'}\n"
+        f"  listeners: [PLAINTEXT://127.0.0.1:{free_port()}]\n"
+        "storage:\n  objects:\n    type: s3\n    options:\n"
+        f"      endpoint_url: http://127.0.0.1:{port}\n      bucket: b\n"
+        "      profile: seaweedfs\n      access_key_id: a\n      secret_access_key: s\n"
+        "      read_timeout_s: 300\n"
+    )
+    proc = subprocess.Popen([*STREAMBED, "broker", "-c", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        silent.settimeout(60)
+        conn, _ = silent.accept()  # the broker is now waiting on the silent endpoint
+        time.sleep(0.5)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert time.monotonic() - began < 10
+        conn.close()
+    finally:
+        proc.kill()
+        silent.close()
+    assert proc.returncode == 0, out
+    assert "signal received during start-up" in out, out
+    assert "Traceback" not in out, out

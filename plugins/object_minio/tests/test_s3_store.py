@@ -120,3 +120,26 @@ async def test_ceph_wrong_secret_fails_clearly(ceph_rgw: Any, tmp_path: Path) ->
                      access_key_id=ceph_rgw.access_key, secret_access_key="not-the-secret", retry_attempts=2)
     with pytest.raises(Unavailable, match="probe failed at step 'write'"):
         await open_s3_store(opts, NodeContext(data_dir=tmp_path))
+
+
+async def test_a_silent_endpoint_is_a_timeout_not_a_hang(tmp_path: Path) -> None:
+    """An endpoint that accepts connections and never answers: the start-up probe fails after
+    its read timeouts and retries (it used to wait forever for "100 Continue")."""
+    received: list[bytes] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(4096))
+        await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    opts = S3Options(bucket="b", endpoint_url=f"http://127.0.0.1:{port}", profile="seaweedfs",
+                     access_key_id="a", secret_access_key="s", read_timeout_s=0.5,
+                     connect_timeout_s=0.5, retry_attempts=2, retry_max_delay_s=0.1)
+    try:
+        with pytest.raises(Unavailable) as err:
+            await asyncio.wait_for(open_s3_store(opts, NodeContext(data_dir=tmp_path)), 30)
+    finally:
+        server.close()
+    assert "probe failed" in str(err.value)
+    assert received and b"100-continue" not in received[0].lower()

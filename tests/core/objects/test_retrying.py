@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -28,13 +29,17 @@ async def make(tmp_path: Path, name: str, probability: float, attempts: int = 30
     return store, plan
 
 
-async def test_503_storm_is_ridden_out(tmp_path: Path) -> None:
+async def test_503_storm_is_ridden_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store, plan = await make(tmp_path, "storm", probability=0.4)
-    for i in range(200):
-        await store.put(f"k/{i}", b"v%d" % i)
-    for i in range(200):
-        assert await store.get(f"k/{i}") == b"v%d" % i
+    with caplog.at_level(logging.DEBUG, logger="streambed.objects.retry"):
+        for i in range(200):
+            await store.put(f"k/{i}", b"v%d" % i)
+        for i in range(200):
+            assert await store.get(f"k/{i}") == b"v%d" % i
     assert store.retries > 50 and sum(plan.injected.values()) == store.retries
+    # Requests failing again are reported, but one warning stands for the whole storm.
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "attempt 2/30" in warnings[0].getMessage()
 
 
 async def test_gives_up_after_attempts(tmp_path: Path) -> None:

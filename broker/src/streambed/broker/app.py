@@ -211,13 +211,24 @@ async def _serve(config: ResolvedConfig, host: PluginHost) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    signalled = asyncio.ensure_future(stop.wait())
+    starting = asyncio.ensure_future(broker.start())
+    await asyncio.wait([starting, signalled], return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        # Ctrl-C while start-up waits on storage (a slow or silent endpoint, WAL recovery).
+        log.info("signal received during start-up: stopping")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        await broker.stop()
+        return 0
     try:
-        await broker.start()
+        starting.result()
     except BaseException:
+        signalled.cancel()
         await broker.stop()
         raise
     assert broker.engine is not None
-    signalled = asyncio.ensure_future(stop.wait())
     fenced = asyncio.ensure_future(broker.engine.wait_failed())
     await asyncio.wait([signalled, fenced], return_when=asyncio.FIRST_COMPLETED)
     if fenced.done():

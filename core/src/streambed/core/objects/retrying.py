@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ __all__ = ["RetryingObjectStore"]
 
 T = TypeVar("T")
 log = logging.getLogger("streambed.objects.retry")
+_WARN_EVERY_S = 10.0
 
 
 class RetryingObjectStore:
@@ -40,6 +42,18 @@ class RetryingObjectStore:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.retries = 0
+        self._warned_at = -_WARN_EVERY_S
+
+    def _level(self, attempt: int) -> int:
+        """A first failure is routine (DEBUG); a request failing again is worth a WARNING, at
+        most one per ``_WARN_EVERY_S`` so that a 503 storm does not flood the log."""
+        if attempt < 2:
+            return logging.DEBUG
+        now = time.monotonic()
+        if now - self._warned_at < _WARN_EVERY_S:
+            return logging.DEBUG
+        self._warned_at = now
+        return logging.WARNING
 
     @property
     def capabilities(self) -> Capabilities:
@@ -54,8 +68,8 @@ class RetryingObjectStore:
                     raise
                 self.retries += 1
                 delay = self._rng.uniform(0, min(self._max, self._base * 2 ** (attempt - 1)))
-                log.debug("%s failed (attempt %d/%d), retrying in %.3fs: %s",
-                          what, attempt, self._attempts, delay, exc)
+                log.log(self._level(attempt), "%s failed (attempt %d/%d), retrying in %.3fs: %s",
+                        what, attempt, self._attempts, delay, exc)
                 await self._sleep(delay)
         raise AssertionError("unreachable")
 

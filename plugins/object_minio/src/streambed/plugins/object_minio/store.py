@@ -22,6 +22,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.handlers import add_expect_header
 
 from streambed.core.context import NodeContext
 from streambed.core.errors import (
@@ -304,6 +305,19 @@ async def _probe(raw: S3ObjectStore, options: S3Options) -> bool:
         ) from exc
 
 
+def _no_expect_continue(client: Any) -> Any:
+    """Send bodies at once instead of asking first with ``Expect: 100-continue``.
+
+    botocore adds that header to every PUT with a body; the HTTP client then waits for the
+    server's "100 Continue" with no timeout at all, so an endpoint that accepts connections but
+    never answers (a hung proxy, a wrong port on some appliance) hung the broker forever, past
+    ``read_timeout_s`` and every retry. Without it, a silent server is a read timeout like any
+    other. The cost is sending a body the server then refuses (wrong credentials), which only
+    happens on errors."""
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+    return client
+
+
 async def open_store(options: S3Options, context: NodeContext) -> RetryingObjectStore:
     profile = options.resolved_profile()
     config = Config(
@@ -325,15 +339,15 @@ async def open_store(options: S3Options, context: NodeContext) -> RetryingObject
         region_name=options.region,
     )
     stack = contextlib.AsyncExitStack()
-    client = await stack.enter_async_context(
+    client = _no_expect_continue(await stack.enter_async_context(
         session.client("s3", endpoint_url=options.endpoint_url, config=config)
-    )
+    ))
 
     def sync_client() -> Any:
         # boto3 comes with aioboto3; same credentials and settings as the async client.
         import boto3  # type: ignore[import-untyped]
 
-        return boto3.session.Session(
+        return _no_expect_continue(boto3.session.Session(
             aws_access_key_id=options.access_key_id,
             aws_secret_access_key=(
                 options.secret_access_key.get_secret_value() if options.secret_access_key else None
@@ -342,7 +356,7 @@ async def open_store(options: S3Options, context: NodeContext) -> RetryingObject
                 options.session_token.get_secret_value() if options.session_token else None
             ),
             region_name=options.region,
-        ).client("s3", endpoint_url=options.endpoint_url, config=config)
+        ).client("s3", endpoint_url=options.endpoint_url, config=config))
 
     store = S3ObjectStore(options, client, stack, conditional_put=False, sync_client=sync_client)
     try:
