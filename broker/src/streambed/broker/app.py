@@ -61,13 +61,23 @@ def lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
+# Options that say where a component keeps its data (shown when it opens; never secrets).
+_LOCATION_OPTIONS = ("dir", "root", "path", "url", "endpoint_url", "bucket", "prefix")
+
+
 async def open_component(component: ResolvedComponent, ctx: NodeContext) -> Any:
     """Build a component with its registered factory, naming it on failure."""
+    where = ", ".join(
+        f"{key} {value}"
+        for key in _LOCATION_OPTIONS
+        if (value := getattr(component.options, key, None)) not in (None, "")
+    )
     log.info(
-        "opening %s: type %s (plugin %s)",
+        "opening %s: type %s (plugin %s)%s",
         component.role,
         component.implementation.name,
         component.implementation.plugin,
+        f": {where}" if where else "",
     )
     try:
         return await component.implementation.factory(component.options, ctx)
@@ -114,7 +124,8 @@ class Broker:
                 "directory, local metadata) under %s",
                 settings.data_dir.resolve(),
             )
-        log.info("streambed %s starting node %d", __version__, settings.node_id)
+        log.info("streambed %s starting node %d (config %s, data_dir %s)", __version__,
+                 settings.node_id, self.config.source, settings.data_dir.resolve())
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock_fd = lock_data_dir(settings.data_dir)
@@ -140,8 +151,6 @@ class Broker:
         )
         self.kafka = KafkaServer(settings, self.engine, metadata)
         await self.kafka.start()
-        self.watchdog = LoopWatchdog()
-        self.watchdog.start()
         if settings.metrics_listener is not None:
             host, _, port = settings.metrics_listener.rpartition(":")
             self.metrics = MetricsServer([self.kafka.metric_families, self._process_families])
@@ -155,6 +164,9 @@ class Broker:
         # in cycles: collect the young generation far less often, and the old one rarely, so
         # collection pauses stop showing in produce latency.
         gc.set_threshold(20_000, 50, 100)
+        # Watch the loop from here on (the deliberate full collection above is not a stall).
+        self.watchdog = LoopWatchdog()
+        self.watchdog.start()
         self.host.broker_started(self.info)
         log.info("broker %d started", settings.node_id)
 

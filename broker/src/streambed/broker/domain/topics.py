@@ -252,7 +252,8 @@ class TopicManager:
             await self._check_collision(name)
             raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, f"Creating topic '{name}' lost a race")
         await self._reload(name)
-        log.info("created topic %s (%s) with %d partitions", name, topic_id, len(streams))
+        # The request handler logs it at INFO, naming the client (one line per topic event).
+        log.debug("created topic %s (%s) with %d partition(s)", name, topic_id, len(streams))
         return self._require(name)
 
     async def _check_collision(self, name: str) -> None:
@@ -481,7 +482,7 @@ class TopicManager:
             if result.succeeded:
                 self._forget(name)
                 await self._finish_deletion(info.topic_id.hex, streams)
-                log.info("deleted topic %s (%s)", name, info.topic_id)
+                log.debug("deleted topic %s (%s)", name, info.topic_id)
                 return info
         raise KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, f"topic '{name}' kept changing; giving up")
 

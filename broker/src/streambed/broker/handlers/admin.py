@@ -73,10 +73,6 @@ def _duplicates(items: Iterable[_K]) -> set[_K]:
     return {item for item, n in Counter(items).items() if n > 1}
 
 
-def _who(ctx: RequestContext) -> str:
-    return f"{ctx.client_id or '-'}@{ctx.peer}"
-
-
 class _Resource(Protocol):
     """What the AlterConfigs and IncrementalAlterConfigs resources have in common."""
 
@@ -138,8 +134,8 @@ class _Admin:
                 continue
             if not request.validate_only:
                 log.info(
-                    "%s created topic %s (%s) with %d partitions, configs %s",
-                    _who(ctx),
+                    "%s created topic %s (%s) with %d partition(s), configs %s",
+                    ctx.who,
                     info.name,
                     info.topic_id,
                     len(info.partitions),
@@ -254,7 +250,7 @@ class _Admin:
             except _Failure as exc:
                 answer(name_or_none, topic_id, *_failure(exc))
                 continue
-            log.info("%s deleted topic %s (%s)", _who(ctx), info.name, info.topic_id)
+            log.info("%s deleted topic %s (%s)", ctx.who, info.name, info.topic_id)
             answer(info.name, info.topic_id, ErrorCode.NONE, None)
         return dt.DeleteTopicsResponse(responses=results)
 
@@ -283,7 +279,7 @@ class _Admin:
                 continue
             if not request.validate_only:
                 log.info(
-                    "%s grew topic %s to %d partitions", _who(ctx), info.name, len(info.partitions)
+                    "%s grew topic %s to %d partitions", ctx.who, info.name, len(info.partitions)
                 )
             results.append(cp.CreatePartitionsTopicResult(topic.name, ErrorCode.NONE, None))
         return cp.CreatePartitionsResponse(results=results)
@@ -464,7 +460,7 @@ class _Admin:
             if not validate_only:
                 kind = "topic" if resource_type == TOPIC_RESOURCE else "broker"
                 target = f"{kind} {name}" if name else f"{kind} default"
-                log.info("%s altered configs of %s: %s", _who(ctx), target, change)
+                log.info("%s altered configs of %s: %s", ctx.who, target, change)
                 await self._s.partitions.configs_changed(
                     name if resource_type == TOPIC_RESOURCE else None
                 )
@@ -489,7 +485,7 @@ class _Admin:
                 results.append(dr.DeleteRecordsPartitionResult(index, low, ErrorCode.NONE))
             done = {r.partition_index: r.low_watermark for r in results if r.error_code == 0}
             if done:
-                log.info("%s deleted records of topic %s: %s", _who(ctx), topic.name, done)
+                log.info("%s deleted records of topic %s: %s", ctx.who, topic.name, done)
             topics.append(dr.DeleteRecordsTopicResult(topic.name, results))
         return dr.DeleteRecordsResponse(topics=topics)
 

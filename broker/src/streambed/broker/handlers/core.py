@@ -99,7 +99,7 @@ class _CoreHandlers:
                     else:
                         topics.append(self._topic_metadata(found))
                     continue
-                topics.append(await self._named_topic(name, auto))
+                topics.append(await self._named_topic(ctx, name, auto))
         brokers = [
             md.MetadataResponseBroker(e.node_id, e.host, e.port, e.rack)
             for e in s.brokers()
@@ -120,7 +120,9 @@ class _CoreHandlers:
             ),
         )
 
-    async def _named_topic(self, name: str, auto: bool) -> md.MetadataResponseTopic:
+    async def _named_topic(
+        self, ctx: RequestContext, name: str, auto: bool
+    ) -> md.MetadataResponseTopic:
         s = self.s
         info = s.topics.get(name)
         if info is None:
@@ -137,8 +139,8 @@ class _CoreHandlers:
                     log.warning("auto-creating topic %s failed: %s", name, exc)
                     return md.MetadataResponseTopic(error_code=int(exc.code), name=name)
                 if info is not None:
-                    log.info("auto-created topic %s with %d partition(s)", name,
-                             len(info.partitions))
+                    log.info("%s auto-created topic %s (%s) with %d partition(s)", ctx.who,
+                             name, info.topic_id, len(info.partitions))
         if info is None:
             return md.MetadataResponseTopic(
                 error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name

@@ -39,6 +39,11 @@ class RequestContext:
     peer: str
     """``host:port`` of the client."""
 
+    @property
+    def who(self) -> str:
+        """``client-id@host:port``, how log lines name the client that asked."""
+        return f"{self.client_id or '-'}@{self.peer}"
+
 
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 

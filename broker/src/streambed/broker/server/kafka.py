@@ -160,8 +160,11 @@ class KafkaServer:
             server = await self.listener.listen(host or None, port)
             for sock in server.sockets:
                 bound.append(sock.getsockname()[:2])
-            log.info("listening on %s (%s)", listener,
-                     ", ".join(str(s.getsockname()[:2]) for s in server.sockets))
+            addresses = ", ".join(
+                f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}"
+                for a in (sock.getsockname()[:2] for sock in server.sockets)
+            )
+            log.info("listening for Kafka clients on %s (bound to %s)", listener, addresses)
         self.bound = bound
         if adv_port == 0 and bound:  # an ephemeral port (tests): advertise what was bound
             services.endpoint = Endpoint(node_id, adv_host, bound[0][1])
