@@ -16,6 +16,7 @@ from streambed.broker.protocol.messages import (
     api_versions,
     create_topics,
     delete_records,
+    describe_configs,
     fetch,
     list_offsets,
     offset_for_leader_epoch,
@@ -441,6 +442,27 @@ async def test_deleting_a_topic_removes_its_saved_state(tmp_path: Path) -> None:
     while any([await store.get(key) is not None for key in saved]):
         assert time.monotonic() < deadline, "saved state outlived its topic"
         await asyncio.sleep(0.05)
+    await stop_kafka(kafka)
+
+
+async def test_broker_settings_show_as_kafka_configs(tmp_path: Path) -> None:
+    """``broker.num_partitions`` and ``broker.auto_create_topics`` are what DescribeConfigs
+    reports as num.partitions / auto.create.topics.enable, and a topic created without a
+    partition count gets num.partitions, as in Kafka."""
+    kafka = await start_kafka(tmp_path, "settings", broker={"num_partitions": 3,
+                                                            "auto_create_topics": False})
+    client = await kafka.client()
+    body = await client.request(32, 4, describe_configs.DescribeConfigsRequest(
+        resources=[describe_configs.DescribeConfigsResource(
+            4, "1", ["num.partitions", "auto.create.topics.enable", "socket.request.max.bytes"])]))
+    found = {c.name: (c.value, c.config_source) for c in body.results[0].configs}
+    assert found["num.partitions"] == ("3", 4)  # STATIC_BROKER_CONFIG
+    assert found["auto.create.topics.enable"] == ("false", 4)
+    assert found["socket.request.max.bytes"] == ("104857600", 5)  # DEFAULT: not changed
+    await create(client, "defaulted", partitions=-1)
+    partition = kafka.server.services.partitions.lookup("defaulted", 2)
+    assert not isinstance(partition, int)
+    await client.close()
     await stop_kafka(kafka)
 
 

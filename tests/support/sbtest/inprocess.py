@@ -66,7 +66,10 @@ class InProcessKafka:
 
 
 async def start_kafka(
-    tmp: Path, name: str, kafka_configs: Mapping[str, str] | None = None
+    tmp: Path,
+    name: str,
+    kafka_configs: Mapping[str, str] | None = None,
+    broker: Mapping[str, Any] | None = None,
 ) -> InProcessKafka:
     ctx = NodeContext(data_dir=tmp, node_id=1)
     wal = await open_memory_wal(MemoryWalOptions(name=name), ctx)
@@ -78,6 +81,7 @@ async def start_kafka(
         listeners=["PLAINTEXT://127.0.0.1:0"],
         data_dir=tmp,
         kafka_configs={"group.initial.rebalance.delay.ms": "0", **(kafka_configs or {})},
+        **(broker or {}),
     )
     server = KafkaServer(settings, engine, store)
     await server.start()

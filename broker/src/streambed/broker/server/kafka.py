@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 
 from streambed.broker.domain.broker_configs import BrokerConfigs
 from streambed.broker.domain.clock import SystemClock
+from streambed.broker.domain.config_defs import BROKER_CONFIGS
 from streambed.broker.domain.groups import GroupConfig, GroupCoordinator
 from streambed.broker.domain.producer_ids import ProducerIdManager
 from streambed.broker.domain.producers import ProducerSnapshotStore
@@ -79,7 +80,7 @@ class KafkaServer:
     async def start(self) -> None:
         settings = self.settings
         node_id = settings.node_id
-        static = dict(settings.kafka_configs)
+        static = _static_configs(settings)
         clock = SystemClock()
         broker_configs = BrokerConfigs(self.store, node_id=node_id, static=static)
         await broker_configs.load()
@@ -234,3 +235,24 @@ class KafkaServer:
             await self.services.groups.close()
             await self.services.partitions.close()
             self.services = None
+
+
+def _static_configs(settings: BrokerSection) -> dict[str, str]:
+    """The broker's static Kafka configs: ``broker.kafka_configs`` plus the Kafka names of the
+    ``broker:`` settings that have one, so DescribeConfigs and CreateTopics (``num.partitions``
+    for a topic created without a count) agree with what the broker does. The ``broker:`` key
+    wins over a contradicting ``kafka_configs`` entry (with a warning)."""
+    static = dict(settings.kafka_configs)
+    derived = {
+        "num.partitions": str(settings.num_partitions),
+        "auto.create.topics.enable": str(settings.auto_create_topics).lower(),
+        "socket.request.max.bytes": str(settings.max_request_bytes),
+    }
+    for name, value in derived.items():
+        given = static.get(name)
+        if given is not None and given != value:
+            log.warning("broker.kafka_configs %s=%s is ignored: the broker: section sets %s",
+                        name, given, value)
+        if given is not None or value != BROKER_CONFIGS[name].default:
+            static[name] = value
+    return static
