@@ -237,3 +237,18 @@ def test_load_writes_nothing(tmp_path: Path, registries: Registries) -> None:
         load_config(path, registries)
     load_config(write(tmp_path, f"broker:\n  data_dir: {data_dir}\n"), registries)
     assert not data_dir.exists()
+
+
+def test_natural_yaml_spellings_are_accepted(tmp_path: Path, registries: Registries) -> None:
+    """Lower-case log levels and unquoted numbers and booleans in kafka_configs mean what they
+    say (they used to be refused with a type error)."""
+    resolved = load_config(write(tmp_path, (
+        "broker:\n  log_level: debug\n"
+        "  kafka_configs: {log.retention.hours: 72, auto.create.topics.enable: false,"
+        " log.cleaner.min.cleanable.ratio: 0.5}\n"
+    )), registries)
+    broker = resolved.settings.broker
+    assert broker.log_level == "DEBUG"
+    assert broker.kafka_configs == {"log.retention.hours": "72",
+                                    "auto.create.topics.enable": "false",
+                                    "log.cleaner.min.cleanable.ratio": "0.5"}

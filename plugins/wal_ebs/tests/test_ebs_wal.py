@@ -212,3 +212,9 @@ def test_ebs_wal_survives_sigkill_loop(tmp_path: Path) -> None:
     verified = crash_loop("ebs", {"path": str(tmp_path / "wal.ebs"), "capacity_bytes": 256 * 1024 * 1024},
                           tmp_path, rounds=15)
     assert verified > 1000
+
+
+def test_direct_io_takes_yaml_booleans(tmp_path: Path) -> None:
+    """`direct_io: true` in YAML is a boolean; it means "true", as the word does."""
+    for given, expected in ((True, "true"), (False, "false"), ("auto", "auto")):
+        assert EbsWalOptions(path=tmp_path / "w", direct_io=given).direct_io == expected

@@ -74,6 +74,25 @@ class BrokerSection(BaseModel):
         "latency per API, partitions, WAL, engine); off when null. Example: 0.0.0.0:9464.",
     )
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_configs", mode="before")
+    @classmethod
+    def _kafka_config_values_as_text(cls, value: object) -> object:
+        """``log.retention.hours: 72`` and ``auto.create.topics.enable: true`` as written in
+        YAML: Kafka configs are text (as in server.properties), so numbers and booleans are
+        taken as their Kafka spelling rather than refused."""
+        if not isinstance(value, dict):
+            return value
+        return {
+            key: (str(item).lower() if isinstance(item, bool)
+                  else str(item) if isinstance(item, int | float) else item)
+            for key, item in value.items()
+        }
+
     @field_validator("metrics_listener")
     @classmethod
     def _check_metrics_listener(cls, value: str | None) -> str | None:

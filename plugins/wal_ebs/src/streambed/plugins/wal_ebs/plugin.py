@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streambed.core import hookimpl
 from streambed.core.context import NodeContext
@@ -28,6 +28,12 @@ class EbsWalOptions(BaseModel):
     direct_io: Literal["auto", "true", "false"] = Field(
         "auto", description="O_DIRECT: auto falls back to buffered I/O where unsupported."
     )
+
+    @field_validator("direct_io", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML reads `direct_io: true` as a boolean: take it as the word.
+        return str(value).lower() if isinstance(value, bool) else value
     max_batch_bytes: int = Field(8 * MiB, gt=0, description="Most bytes one write carries.")
     full_timeout_ms: int = Field(10_000, ge=0, description="Wait for space before WalFull.")
     takeover: bool = Field(
