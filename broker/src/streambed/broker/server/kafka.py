@@ -210,7 +210,8 @@ class KafkaServer:
         engine = self.engine
         wal = engine.wal.stats()
         yield family("streambed_wal_used_bytes", "gauge",
-                     "WAL bytes not yet trimmed (acknowledged data not yet in objects).",
+                     "WAL bytes held: acknowledged data not yet in objects, plus the newest "
+                     "record until the next append lets it be trimmed.",
                      [((), wal.used)])
         yield family("streambed_wal_capacity_bytes", "gauge",
                      "WAL bytes at which appends wait for uploads.", [((), wal.capacity)])
