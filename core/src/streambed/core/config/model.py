@@ -138,8 +138,11 @@ class Settings(BaseModel):
     storage: StorageSection = Field(default_factory=StorageSection)
     metadata: ComponentConfig = Field(
         default_factory=lambda: ComponentConfig(type="local"),
-        description="Metadata store: local (built-in) | etcd.",
+        description="Metadata store: local (built-in SQLite). A shared store for several "
+        "brokers (etcd) is planned with the cluster work.",
     )
     controllers: list[ComponentConfig] = Field(
-        default_factory=list, description="Controllers to run: autobalance, autoscale, ..."
+        default_factory=list,
+        description="Controllers to run (plugins; none ships yet: auto-balance and auto-scale "
+        "are planned).",
     )
