@@ -179,6 +179,25 @@ def test_doctor(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "data_dir writable: ok" in result.stdout
     assert "metadata store opens: ok" in result.stdout
+    assert f"wal directory writable: ok {tmp_path / 'data' / 'wal'}" in result.stdout
+
+
+@pytest.mark.parametrize(("wal", "expected"), [
+    ("{type: s3, options: {s3: {endpoint_url: 'http://127.0.0.1:1', bucket: b, "
+     "access_key_id: a, secret_access_key: s, retry_attempts: 1}}}",
+     "wal store (s3) reachable: FAILED"),
+    ("{type: ebs, options: {path: {bad}/wal.img}}", "wal device (ebs) usable: FAILED"),
+])
+def test_doctor_checks_the_wal(tmp_path: Path, wal: str, expected: str) -> None:
+    """The WAL's storage is checked like the others (it was not: doctor said ok to WALs the
+    broker then could not open)."""
+    (tmp_path / "file").write_text("not a directory")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"broker:\n  data_dir: {tmp_path / 'data'}\nstorage:\n  wal: "
+                    + wal.replace("{bad}", str(tmp_path / "file" / "below")) + "\n")
+    result = run("doctor", "--config", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stdout, result.stdout
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streambed.core.context import NodeContext
@@ -78,15 +79,7 @@ def streambed_health_checks(config: ResolvedConfig) -> list[HealthCheck]:
     ctx = NodeContext(data_dir=data_dir, node_id=config.settings.broker.node_id)
 
     async def data_dir_writable() -> HealthResult:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".doctor-", dir=data_dir)
-        try:
-            os.write(fd, b"ok")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            os.unlink(name)
-        return HealthResult(True, str(data_dir.resolve()))
+        return HealthResult(True, writable_dir(data_dir))
 
     def opens(component: ResolvedComponent) -> HealthCheck:
         async def check() -> HealthResult:
@@ -96,8 +89,32 @@ def streambed_health_checks(config: ResolvedConfig) -> list[HealthCheck]:
 
         return HealthCheck(f"{component.role} store opens", check)
 
-    return [
+    checks = [
         HealthCheck("data_dir writable", data_dir_writable),
         opens(config.objects),
         opens(config.metadata),
     ]
+    options = config.wal.options
+    if isinstance(options, FileWalOptions):
+        wal_dir = options.dir if options.dir is not None else ctx.local_path("wal")
+
+        async def wal_dir_writable() -> HealthResult:
+            # The WAL itself is not opened: a running broker holds it, and opening it is
+            # recovery's business. Writing next to it is what the WAL needs.
+            return HealthResult(True, writable_dir(wal_dir))
+
+        checks.append(HealthCheck("wal directory writable", wal_dir_writable))
+    return checks
+
+
+def writable_dir(directory: Path) -> str:
+    """Create ``directory`` if needed and write + fsync a file in it; its absolute path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".doctor-", dir=directory)
+    try:
+        os.write(fd, b"ok")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return str(directory.resolve())

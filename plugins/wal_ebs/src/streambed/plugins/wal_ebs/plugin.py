@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streambed.core import hookimpl
 from streambed.core.context import NodeContext
+from streambed.core.lifecycle import HealthCheck, HealthResult
 from streambed.core.registry import KindRegistry
+
+if TYPE_CHECKING:
+    from streambed.core.config import ResolvedConfig
 
 __all__ = ["EbsWalOptions", "open_ebs_wal"]
 
@@ -83,3 +89,37 @@ def streambed_register_wals(registry: KindRegistry[Any]) -> None:
         open_ebs_wal,
         description="O_DIRECT ring buffer on a block device or preallocated file",
     )
+
+
+@hookimpl
+def streambed_health_checks(config: ResolvedConfig) -> list[HealthCheck]:
+    """``streambed doctor``: the EBS WAL's device or file can be read and written (or created).
+    The WAL itself is not opened: opening claims the volume for this node's epoch."""
+    options = config.wal.options
+    if not isinstance(options, EbsWalOptions):
+        return []
+    ctx = NodeContext(data_dir=config.settings.broker.data_dir,
+                      node_id=config.settings.broker.node_id)
+    path = Path(options.path if options.path is not None else ctx.local_path("wal.ebs"))
+
+    async def usable() -> HealthResult:
+        return _path_usable(path)
+
+    return [HealthCheck("wal device (ebs) usable", usable)]
+
+
+def _path_usable(path: Path) -> HealthResult:
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return HealthResult(False, f"{path} is not readable and writable by this user")
+        return HealthResult(True, f"{path} ({'block device' if path.is_block_device() else 'file'})")
+    # Missing: the broker creates it (and its directory) at start-up; try what that needs.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".doctor-", dir=path.parent)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return HealthResult(False, f"{path} does not exist and cannot be created: "
+                                   f"{exc.strerror or exc}")
+    return HealthResult(True, f"{path} (created at start-up)")

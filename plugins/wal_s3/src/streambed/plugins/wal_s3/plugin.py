@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from streambed.core import hookimpl
 from streambed.core.context import NodeContext
+from streambed.core.lifecycle import HealthCheck, HealthResult
 from streambed.core.registry import KindRegistry
 from streambed.plugins.object_minio.options import S3Options
+
+if TYPE_CHECKING:
+    from streambed.core.config import ResolvedConfig
 
 __all__ = ["S3WalOptions", "open_s3_wal"]
 
@@ -76,3 +80,23 @@ def streambed_register_wals(registry: KindRegistry[Any]) -> None:
         open_s3_wal,
         description="direct-S3 WAL: appends batched into objects, no local disk",
     )
+
+
+@hookimpl
+def streambed_health_checks(config: ResolvedConfig) -> list[HealthCheck]:
+    """``streambed doctor``: the S3 WAL's store passes the same start-up probe as the s3 object
+    store (write, read, range read, delete). The WAL itself is not opened: that would claim it."""
+    options = config.wal.options
+    if not isinstance(options, S3WalOptions):
+        return []
+    ctx = NodeContext(data_dir=config.settings.broker.data_dir,
+                      node_id=config.settings.broker.node_id)
+
+    async def reachable() -> HealthResult:
+        from streambed.plugins.object_minio.plugin import open_s3_store
+
+        store = await open_s3_store(options.s3, ctx)
+        await store.close()
+        return HealthResult(True, f"{options.s3.endpoint_url or 'AWS S3'} bucket {options.s3.bucket}")
+
+    return [HealthCheck("wal store (s3) reachable", reachable)]
