@@ -252,3 +252,20 @@ def test_natural_yaml_spellings_are_accepted(tmp_path: Path, registries: Registr
     assert broker.kafka_configs == {"log.retention.hours": "72",
                                     "auto.create.topics.enable": "false",
                                     "log.cleaner.min.cleanable.ratio": "0.5"}
+
+
+def test_unknown_keys_point_at_their_own_line(tmp_path: Path, registries: Registries) -> None:
+    """A misspelt key whose value is a block points at the key's line, not the block's."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "brokr:\n  node_id: 1\n"), registries)
+    assert ":1:" in str(err.value) and "brokr" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "broker:\n  listner:\n    - PLAINTEXT://x:1\n"), registries)
+    assert ":2:" in str(err.value) and "listner" in str(err.value)
+
+
+def test_jaas_configs_are_masked(tmp_path: Path, registries: Registries) -> None:
+    resolved = load_config(write(tmp_path, (
+        "broker:\n  kafka_configs: {sasl.jaas.config: 'x required password=hunter2;'}\n"
+    )), registries)
+    assert "hunter2" not in masked_dump(resolved)

@@ -24,7 +24,7 @@ __all__ = ["ResolvedComponent", "ResolvedConfig", "load_config", "masked_dump"]
 
 KeyPath = tuple[str | int, ...]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_NAME = re.compile(r"(secret|password|passwd|token|credential|private)", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(secret|password|passwd|token|credential|private|jaas)", re.IGNORECASE)
 MASK = "********"
 
 
@@ -115,6 +115,8 @@ class _Reader:
                     )
                 seen.add(key)
                 self._index(value_node, (*path, key))
+                # Errors about a key point at the key's line (a block value starts below it).
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 self._index(item, (*path, i))
