@@ -271,3 +271,15 @@ def test_jaas_configs_are_masked(tmp_path: Path, registries: Registries) -> None
     dumped = masked_dump(resolved)
     assert "hunter2" not in str(dumped)
     assert dumped["broker"]["kafka_configs"]["sasl.jaas.config"] == "********"
+
+
+def test_a_blocked_plugin_is_named_as_blocked(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A type served by an installed but blocked plugin says so, instead of asking to install
+    it; a blocked name that is no plugin at all is warned about."""
+    with caplog.at_level("WARNING", logger="streambed.plugins"):
+        registries = PluginHost.load(blocked=["wal_ebs", "no_such_plugin"]).registries
+    assert any("'no_such_plugin', which is not an installed plugin" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "storage:\n  wal: {type: ebs}\n"), registries)
+    assert "is installed but blocked by STREAMBED_BLOCK_PLUGINS" in str(err.value)

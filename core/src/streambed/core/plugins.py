@@ -104,10 +104,18 @@ class PluginHost:
         candidates: list[tuple[str, object, str, str]] = [
             (BUILTIN_NAME, builtin, "streambed", __version__)
         ]
+        blocked_found: set[str] = set()
         if autoload:
-            for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            entry_points = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+            for unknown in sorted(blocked_set - {ep.name for ep in entry_points}
+                                  - {name for name, _ in extra}):
+                log.warning("STREAMBED_BLOCK_PLUGINS names %r, which is not an installed plugin "
+                            "(installed: %s)", unknown,
+                            ", ".join(ep.name for ep in entry_points) or "none")
+            for ep in entry_points:
                 if ep.name in blocked_set:
                     log.info("plugin %r blocked by STREAMBED_BLOCK_PLUGINS", ep.name)
+                    blocked_found.add(ep.name)
                     continue
                 dist = ep.dist.name if ep.dist is not None else "?"
                 version = ep.dist.version if ep.dist is not None else "?"
@@ -146,6 +154,7 @@ class PluginHost:
             raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
 
         host = cls(pm, infos)
+        host.registries.blocked = frozenset(blocked_found)
         host._fill_registries()
         return host
 

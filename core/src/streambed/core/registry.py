@@ -117,6 +117,8 @@ class Registries:
     metadata: KindRegistry[Any]
     controller: KindRegistry[Any]
     actuator: KindRegistry[Any]
+    blocked: frozenset[str] = frozenset()
+    """Installed plugins left out by STREAMBED_BLOCK_PLUGINS (for error messages)."""
 
     @classmethod
     def empty(cls) -> Registries:

@@ -195,7 +195,13 @@ def _resolve_component(
         hint = ""
         package = KNOWN_PLUGINS.get((kind, component.type))
         if package:
-            hint = f": install {package} (pip install {package})"
+            entry_point = package.removeprefix("streambed-").replace("-", "_")
+            if entry_point in registries.blocked:
+                hint = (f": plugin {entry_point!r} ({package}) is installed but blocked by "
+                        "STREAMBED_BLOCK_PLUGINS")
+            else:
+                hint = (f": install {package} (pip install {package}, or pip install "
+                        f"./plugins/{entry_point} from a streambed checkout)")
         raise reader.error(
             (*path, "type"),
             f"unknown {KIND_TITLES[kind]} type {component.type!r} (installed: {installed}){hint}",
