@@ -177,7 +177,7 @@ def config() -> None:
     """
 
 
-@config.command("check")
+@config.command("check", epilog=EPILOG_ENV)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def config_check(file: Path) -> None:
     """Validate FILE and print the resolved configuration with secrets masked.
@@ -199,7 +199,7 @@ def config_check(file: Path) -> None:
     click.echo(yaml.safe_dump(masked_dump(resolved), sort_keys=False), nl=False)
 
 
-@config.command("default")
+@config.command("default", epilog=EPILOG_ENV)
 def config_default() -> None:
     """Print the embedded default configuration as YAML, every key with its default.
 
@@ -213,7 +213,7 @@ def config_default() -> None:
     click.echo(yaml.safe_dump(masked_dump(resolved), sort_keys=False), nl=False)
 
 
-@config.command("reference")
+@config.command("reference", epilog=EPILOG_ENV)
 def config_reference() -> None:
     """Print every configuration key, its default and meaning, as Markdown.
 
