@@ -283,3 +283,22 @@ def test_a_blocked_plugin_is_named_as_blocked(tmp_path: Path, caplog: pytest.Log
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, "storage:\n  wal: {type: ebs}\n"), registries)
     assert "is installed but blocked by STREAMBED_BLOCK_PLUGINS" in str(err.value)
+
+
+def test_every_layer_is_reported_at_once(tmp_path: Path, registries: Registries) -> None:
+    """A typo in broker:, an unknown WAL type and bad object-store options are reported
+    together, in file order (only the first layer's errors used to be shown)."""
+    path = write(tmp_path, (
+        "broker:\n  listner: x\n"
+        "storage:\n  wal: {type: nosuch}\n"
+        "  objects: {type: file, options: {rooot: /x}}\n"
+        "metadata: {type: nowhere}\n"
+    ))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, registries)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 4, lines
+    assert "broker.listner" in lines[0] and ":2:" in lines[0]
+    assert "storage.wal.type" in lines[1] and "nosuch" in lines[1]
+    assert "storage.objects.options.rooot" in lines[2]
+    assert "metadata.type" in lines[3] and "nowhere" in lines[3]

@@ -168,6 +168,24 @@ class _Reader:
         return ConfigError("\n".join(messages))
 
 
+def _line_number(message: str) -> int:
+    """The line of a ``file:LINE: key: text`` message (0 when it names none), for sorting."""
+    match = re.match(r"[^:]*:(\d+):", message)
+    return int(match[1]) if match else 0
+
+
+def _raw_component(data: Any, path: KeyPath) -> ComponentConfig | None:
+    """The component at ``path`` of unvalidated data, when it is well-formed on its own."""
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    try:
+        return ComponentConfig.model_validate(data)
+    except ValidationError:
+        return None  # already reported by the top-level validation
+
+
 def _allowed_keys(model: type[BaseModel], parent: KeyPath) -> list[str]:
     """Field names of the (nested) model at ``parent``, for "unknown key" messages."""
     target: type[BaseModel] = model
@@ -238,29 +256,44 @@ def load_config(
             raise ConfigError(f"{source}: cannot read configuration file: {exc}") from exc
         data = reader.parse(text)
     data = reader.resolve_env(data, ())
+    # Every layer is checked and every error reported at once (the top level, then each
+    # component's type and options), so fixing one does not merely reveal the next.
+    errors: list[str] = []
+    settings: Settings | None = None
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise reader.validation_error(exc, (), Settings) from exc
+        errors.append(reader.validation_error(exc, (), Settings).args[0])
 
-    storage_path: KeyPath = ("storage",)
+    roles: list[tuple[str, Kind, KeyPath]] = [
+        ("wal", "wal", ("storage", "wal")),
+        ("objects", "objects", ("storage", "objects")),
+        ("metadata", "metadata", ("metadata",)),
+    ]
+    components: dict[str, ResolvedComponent] = {}
+    for role, kind, path in roles:
+        if settings is not None:
+            given: ComponentConfig | None = (
+                settings.metadata if role == "metadata" else getattr(settings.storage, role)
+            )
+        else:
+            given = _raw_component(data, path)  # what can be checked of a broken file
+        if given is None:
+            continue
+        try:
+            components[role] = _resolve_component(reader, registries, kind, role, path, given)
+        except ConfigError as exc:
+            errors.append(exc.args[0])
+    if errors or settings is None:
+        raise ConfigError("\n".join(sorted(
+            (line for error in errors for line in error.splitlines()), key=_line_number
+        )))
     resolved = ResolvedConfig(
         settings=settings,
         source=reader.source,
-        wal=_resolve_component(
-            reader, registries, "wal", "wal", (*storage_path, "wal"), settings.storage.wal
-        ),
-        objects=_resolve_component(
-            reader,
-            registries,
-            "objects",
-            "objects",
-            (*storage_path, "objects"),
-            settings.storage.objects,
-        ),
-        metadata=_resolve_component(
-            reader, registries, "metadata", "metadata", ("metadata",), settings.metadata
-        ),
+        wal=components["wal"],
+        objects=components["objects"],
+        metadata=components["metadata"],
         secret_paths=reader.secret_paths,
     )
     for i, controller in enumerate(settings.controllers):
