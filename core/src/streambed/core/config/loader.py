@@ -271,17 +271,19 @@ def load_config(
         ("metadata", "metadata", ("metadata",)),
     ]
     components: dict[str, ResolvedComponent] = {}
-    for role, kind, path in roles:
+    for role, kind, key_path in roles:
         if settings is not None:
             given: ComponentConfig | None = (
                 settings.metadata if role == "metadata" else getattr(settings.storage, role)
             )
         else:
-            given = _raw_component(data, path)  # what can be checked of a broken file
+            given = _raw_component(data, key_path)  # what can be checked of a broken file
         if given is None:
             continue
         try:
-            components[role] = _resolve_component(reader, registries, kind, role, path, given)
+            components[role] = _resolve_component(
+                reader, registries, kind, role, key_path, given
+            )
         except ConfigError as exc:
             errors.append(exc.args[0])
     if errors or settings is None:
