@@ -251,6 +251,34 @@ async def test_restart_and_fetch_from_inside_a_batch(tmp_path: Path) -> None:
     await stop_kafka(kafka)
 
 
+async def test_fetch_waits_for_min_bytes_across_partitions_with_data(
+    kafka: InProcessKafka,
+) -> None:
+    """fetch.min.bytes above what is there: the fetch waits (up to max_wait) for more data even
+    when the partition already has some, and answers as soon as enough arrived (it answered at
+    once with whatever was there)."""
+    consumer = await kafka.client()
+    producer = await kafka.client()
+    await create(consumer, "minbytes")
+    await send(producer, "minbytes", batch(1, size=100))
+    began = time.monotonic()
+    body = await consumer.request(1, 12, fetch_request("minbytes", 0, max_wait_ms=400,
+                                                      min_bytes=50_000))
+    waited = time.monotonic() - began
+    assert records_of(body.responses[0].partitions[0]) == [0]
+    assert 0.35 < waited < 3, f"answered after {waited:.2f} s"
+    pending = asyncio.create_task(consumer.request(
+        1, 12, fetch_request("minbytes", 0, max_wait_ms=10_000, min_bytes=50_000)))
+    await asyncio.sleep(0.2)
+    began = time.monotonic()
+    await send(producer, "minbytes", batch(1, size=60_000))
+    body = await pending
+    assert time.monotonic() - began < 3, "min_bytes was reached but the fetch kept waiting"
+    assert records_of(body.responses[0].partitions[0]) == [0, 1]
+    await consumer.close()
+    await producer.close()
+
+
 async def test_fetch_respects_partition_max_bytes_but_returns_one_batch(
     kafka: InProcessKafka,
 ) -> None:

@@ -195,6 +195,9 @@ class _FetchHandler:
             if batches:
                 out.records = [b.payload for b in batches]
                 total += sum(len(b.payload) for b in batches)
+            if not batches or batches[-1].end >= out.high_watermark:
+                # Read to the end: new data here can still make up min_bytes.
+                waitable.append((partition, out.high_watermark))
         out_total = total
         return answers, out_total, waitable
 
