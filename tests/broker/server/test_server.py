@@ -348,6 +348,9 @@ async def test_list_offsets_by_timestamp_and_max_timestamp(kafka: InProcessKafka
 
     assert await lookup(-2) == (0, -1)
     assert await lookup(-1) == (6, -1)
+    assert await lookup(-4) == (0, -1)  # EARLIEST_LOCAL: the log start
+    assert await lookup(-5) == (-1, -1)  # LATEST_TIERED: none, as Kafka without tiering
+    assert await lookup(-6) == (-1, -1)  # EARLIEST_PENDING_UPLOAD: likewise
     assert await lookup(1500) == (2, 2000)
     assert await lookup(2000) == (2, 2000)
     assert await lookup(9999) == (-1, -1)

@@ -38,7 +38,11 @@ __all__ = ["handlers"]
 log = logging.getLogger("streambed.broker.handlers")
 
 _EARLIEST, _LATEST, _MAX_TIMESTAMP = -2, -1, -3
-_EARLIEST_LOCAL, _EARLIEST_TIERED, _LATEST_TIERED = -4, -5, -6
+# KIP-405/KIP-1023: the local log start, the latest offset in tiered storage, the earliest offset
+# not yet uploaded to it. streambed keeps no local-only log (every partition is in the shared
+# store), so the local start is the log start, and like Kafka without remote.storage.enable the
+# two tiered lookups find no offset.
+_EARLIEST_LOCAL, _LATEST_TIERED, _EARLIEST_PENDING_UPLOAD = -4, -5, -6
 
 
 def handlers(services: Services, versions: Callable[[], list[api_versions.ApiVersion]]) -> dict[
@@ -301,10 +305,12 @@ class _CoreHandlers:
         return list_offsets.ListOffsetsResponse(topics=topics)
 
     async def _offset_for(self, partition: Partition, timestamp: int) -> tuple[int, int]:
-        if timestamp in (_EARLIEST, _EARLIEST_LOCAL, _EARLIEST_TIERED):
+        if timestamp in (_EARLIEST, _EARLIEST_LOCAL):
             return partition.log_start_offset, -1
-        if timestamp in (_LATEST, _LATEST_TIERED):
+        if timestamp == _LATEST:
             return partition.high_watermark, -1
+        if timestamp in (_LATEST_TIERED, _EARLIEST_PENDING_UPLOAD):
+            return -1, -1
         if timestamp == _MAX_TIMESTAMP:
             return await partition.max_timestamp_offset()
         return await partition.offset_for_timestamp(timestamp)
