@@ -126,10 +126,14 @@ async def test_a_silent_endpoint_is_a_timeout_not_a_hang(tmp_path: Path) -> None
     """An endpoint that accepts connections and never answers: the start-up probe fails after
     its read timeouts and retries (it used to wait forever for "100 Continue")."""
     received: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+    done = asyncio.Event()
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         received.append(await reader.read(4096))
-        await asyncio.sleep(3600)
+        await done.wait()
+        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -140,6 +144,10 @@ async def test_a_silent_endpoint_is_a_timeout_not_a_hang(tmp_path: Path) -> None
         with pytest.raises(Unavailable) as err:
             await asyncio.wait_for(open_s3_store(opts, NodeContext(data_dir=tmp_path)), 30)
     finally:
+        done.set()
+        for writer in writers:
+            writer.close()
         server.close()
+        await server.wait_closed()
     assert "probe failed" in str(err.value)
     assert received and b"100-continue" not in received[0].lower()

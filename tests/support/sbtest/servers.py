@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -77,6 +78,36 @@ class SeaweedFS:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _seaweed_ports(names: tuple[str, ...]) -> dict[str, int]:
+    """Ports for ``weed mini``: each service also takes its port + 10000 for gRPC, and refuses a
+    port that is another's gRPC port. Random free ports (what free_port gives) collided that way
+    now and then ("port ... is reserved for gRPC calculation"), failing every S3 test; these are
+    picked below the ephemeral range with both the port and port + 10000 free and apart."""
+    rng = random.Random()
+    taken: set[int] = set()
+    out: dict[str, int] = {}
+    for name in names:
+        for _ in range(1000):
+            port = rng.randrange(10000, 22000)  # and + 10000 stays below 32768
+            clash = {port, port + 10000, port - 10000} & taken
+            if not clash and _bindable(port) and _bindable(port + 10000):
+                break
+        else:
+            raise RuntimeError("no free port pair for SeaweedFS")
+        out[name] = port
+        taken |= {port, port + 10000}
+    return out
+
+
 def start_seaweedfs(timeout: float = 60.0) -> SeaweedFS:
     """``weed mini`` (master, volume, filer and S3 in one process) with credentials checked."""
     workdir = Path(tempfile.mkdtemp(prefix="streambed-seaweedfs-"))
@@ -86,7 +117,7 @@ def start_seaweedfs(timeout: float = 60.0) -> SeaweedFS:
         "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "List", "Tagging", "Write"],
     }]}))
-    ports = {name: free_port() for name in ("s3", "master", "filer", "volume", "admin", "debug")}
+    ports = _seaweed_ports(("s3", "master", "filer", "volume", "admin", "debug"))
     log_path = workdir / "weed.log"
     command = [
         _weed_binary(), "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
