@@ -279,6 +279,46 @@ async def test_fetch_waits_for_min_bytes_across_partitions_with_data(
     await producer.close()
 
 
+async def test_a_connection_has_one_fetch_in_memory_at_a_time(tmp_path: Path) -> None:
+    """Pipelined fetches whose answers are not read: one is handled at a time, each response
+    capped by fetch.max.bytes (64 of them at once held gigabytes across a few connections); all
+    are answered, in order, once the client reads."""
+    kafka = await start_kafka(tmp_path, "fetch-memory", {"fetch.max.bytes": "350000"})
+    client = await kafka.client()
+    await create(client, "big")
+    for _ in range(8):
+        await send(client, "big", batch(1, size=100_000))
+    listener = kafka.server.listener
+    assert listener is not None
+    real = listener.handlers[1]
+    running = 0
+    most = 0
+
+    async def counting(ctx: Any, body: Any) -> Any:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.02)  # a fetch that takes a while (a long poll, a cold read)
+            return await real(ctx, body)
+        finally:
+            running -= 1
+
+    listener.handlers[1] = counting
+    for _ in range(20):
+        _, buffers = client.codec.send_request(1, 12, fetch_request(
+            "big", 0, partition_max_bytes=50 << 20, max_bytes=50 << 20))
+        client.writer.writelines(buffers)
+    await client.writer.drain()
+    await asyncio.sleep(0.5)
+    assert most == 1
+    for _ in range(20):
+        part = (await client.response()).body.responses[0].partitions[0]
+        assert records_of(part) == [0, 1, 2]  # 350 kB of ~100 kB batches: the cap, not 50 MiB
+    await client.close()
+    await stop_kafka(kafka)
+
+
 async def test_fetch_respects_partition_max_bytes_but_returns_one_batch(
     kafka: InProcessKafka,
 ) -> None:

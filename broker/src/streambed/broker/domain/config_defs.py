@@ -469,6 +469,13 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ),
         _b("delete.topic.enable", _B, "true", "Whether topics may be deleted.", dynamic=False),
         _b(
+            "fetch.max.bytes",
+            _I,
+            "57671680",
+            "The most record bytes one Fetch response carries, whatever the client asks.",
+            at_least(1024),
+        ),
+        _b(
             "socket.request.max.bytes",
             _I,
             "104857600",

@@ -143,8 +143,10 @@ class _FetchHandler:
                     known.max_bytes = p.partition_max_bytes
                     known.current_leader_epoch = p.current_leader_epoch
         deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
+        # Kafka's broker-side fetch.max.bytes bounds what one response holds in memory.
+        max_bytes = min(request.max_bytes, self.s.broker_configs.int_value("fetch.max.bytes"))
         while True:
-            answers, total, waitable = await self._read(wanted, request.max_bytes)
+            answers, total, waitable = await self._read(wanted, max_bytes)
             remaining = deadline - time.monotonic()
             if total >= max(request.min_bytes, 1) or remaining <= 0 or not waitable:
                 break

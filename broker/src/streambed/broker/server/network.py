@@ -7,6 +7,12 @@ request order by one writer task per connection. At most ``max_in_flight`` reque
 connection are in progress; beyond that the connection stops reading (TCP pushes back on the
 client), and the writer waits for the socket to drain (a slow reader pushes back on us).
 
+Fetches are the exception: a connection has one Fetch at a time, and the next one is not read
+until the previous response has been written (Kafka mutes a connection per request). A response
+holds up to ``fetch.max.bytes`` of record data; 64 pipelined fetches on a connection that never
+reads its answers held 64 of them (gigabytes over a few connections). Real consumers send one
+fetch per broker at a time, so they do not notice.
+
 Bad bytes close only that connection, after one log line; unsupported versions of ApiVersions get
 Kafka's v0 answer with UNSUPPORTED_VERSION and the supported list (KIP-511).
 
@@ -41,6 +47,8 @@ __all__ = ["NO_RESPONSE", "KafkaListener"]
 
 log = logging.getLogger("streambed.broker.network")
 
+FETCH_KEY: Final = 1
+
 NO_RESPONSE: Final = object()
 """Returned by a handler for a request that gets no response (Produce with acks=0)."""
 
@@ -66,6 +74,8 @@ class _Connection:
         self.queue: asyncio.Queue[tuple[Request | None, asyncio.Future[Any], float]] = (
             asyncio.Queue(listener.max_in_flight)
         )
+        # Resolved once the connection's latest Fetch response is written (or dropped).
+        self.fetch_written: asyncio.Future[None] | None = None
         self.metrics = listener.metrics
         self.closing = False
 
@@ -131,6 +141,10 @@ class _Connection:
             )
             self.closing = True
             return
+        if request.api_key == FETCH_KEY:
+            if self.fetch_written is not None:
+                await self.fetch_written  # one Fetch response in memory per connection
+            self.fetch_written = asyncio.get_running_loop().create_future()
         started = time.monotonic()
         task = asyncio.ensure_future(handler(ctx, request.body))
         await self.queue.put((request, task, started))
@@ -144,6 +158,16 @@ class _Connection:
         await self.queue.put((Request(exc.header, None, 0), done, time.monotonic()))
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_responses()
+        finally:
+            self._fetch_done()  # never leave the reader waiting on a response that is gone
+
+    def _fetch_done(self) -> None:
+        if self.fetch_written is not None and not self.fetch_written.done():
+            self.fetch_written.set_result(None)
+
+    async def _write_responses(self) -> None:
         writer = self.writer
         while True:
             request, task, started = await self.queue.get()
@@ -168,10 +192,13 @@ class _Connection:
                 buffers = self.codec.encode_response(request, body)
                 writer.writelines(buffers)
                 self.metrics.bytes_sent += buffers_size(buffers)
+                del body, buffers
                 await writer.drain()
             except ConnectionError:
                 self._abort()
                 return
+            if request.api_key == FETCH_KEY:
+                self._fetch_done()
             self.metrics.observe(request.api_key, time.monotonic() - started)
 
     def _abort(self) -> None:
