@@ -95,6 +95,7 @@ def test_a_broker_serves_metrics_while_a_client_produces(tmp_path: Path) -> None
         assert samples["streambed_network_received_bytes_total"][()] > 100 * 2
         assert samples["streambed_connections"][()] >= 1
         assert samples["streambed_build_info"]
+        assert samples["streambed_process_resident_memory_bytes"][()] > 20 << 20
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/nope", timeout=10)
         assert missing.value.code == 404

@@ -179,6 +179,12 @@ class Broker:
             yield family("streambed_event_loop_worst_stall_seconds", "gauge",
                          "The longest event-loop stall since start.",
                          [((), watchdog.worst_stall_s)])
+        rss = _resident_bytes()
+        if rss is not None:
+            yield family("streambed_process_resident_memory_bytes", "gauge",
+                         "Resident memory of the broker process (caches, Python objects, "
+                         "allocator slack): what to alert on, unlike the cache gauges alone.",
+                         [((), rss)])
         yield family("streambed_build_info", "gauge", "The running streambed version.",
                      [((("version", __version__),), 1)])
 
@@ -215,6 +221,15 @@ class Broker:
             self._lock_fd = None
         log.info("broker %d stopped cleanly", self.info.node_id)
         self.stopped.set()
+
+
+def _resident_bytes() -> int | None:
+    """The process's resident set size (Linux /proc), or None where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def _serve(config: ResolvedConfig, host: PluginHost) -> int:
