@@ -319,6 +319,31 @@ async def test_a_connection_has_one_fetch_in_memory_at_a_time(tmp_path: Path) ->
     await stop_kafka(kafka)
 
 
+async def test_idle_connections_are_closed(tmp_path: Path) -> None:
+    """connections.max.idle.ms: a connection that sends nothing is closed; a busy one and one
+    waiting for a long-poll fetch are not."""
+    kafka = await start_kafka(tmp_path, "idle", {"connections.max.idle.ms": "400"})
+    idle = await kafka.client()
+    busy = await kafka.client()
+    polling = await kafka.client()
+    await create(busy, "idle-topic")
+    await idle.request(18, 3, api_versions.ApiVersionsRequest("idle", "1"))
+    pending = asyncio.create_task(polling.request(
+        1, 12, fetch_request("idle-topic", 0, max_wait_ms=1500)))
+    began = time.monotonic()
+    while time.monotonic() - began < 1.2:
+        await busy.request(18, 3, api_versions.ApiVersionsRequest("busy", "1"))
+        await asyncio.sleep(0.1)
+    assert await asyncio.wait_for(idle.reader.read(1), 5) == b""  # closed by the broker
+    body = await pending  # the long poll was answered, not cut off
+    assert body.responses[0].partitions[0].error_code == 0
+    await busy.request(18, 3, api_versions.ApiVersionsRequest("busy", "1"))
+    assert kafka.server.listener is not None and kafka.server.listener.idle_closed >= 1
+    for client in (idle, busy, polling):
+        await client.close()
+    await stop_kafka(kafka)
+
+
 async def test_fetch_respects_partition_max_bytes_but_returns_one_batch(
     kafka: InProcessKafka,
 ) -> None:

@@ -469,6 +469,13 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
         ),
         _b("delete.topic.enable", _B, "true", "Whether topics may be deleted.", dynamic=False),
         _b(
+            "connections.max.idle.ms",
+            _L,
+            "600000",
+            "Close a connection after this long without a request (-1: never).",
+            dynamic=False,
+        ),
+        _b(
             "fetch.max.bytes",
             _I,
             "57671680",

@@ -154,6 +154,7 @@ class KafkaServer:
             {k: SUPPORTED_VERSIONS[k] for k in table if k in SUPPORTED_VERSIONS},
             max_request_size=settings.max_request_bytes,
             metrics=self.request_metrics,
+            idle_timeout_s=_idle_timeout_s(static),
         )
         bound: list[tuple[str, int]] = []
         for listener in settings.listeners:
@@ -257,3 +258,9 @@ def _static_configs(settings: BrokerSection) -> dict[str, str]:
         if given is not None or value != BROKER_CONFIGS[name].default:
             static[name] = value
     return static
+
+
+def _idle_timeout_s(static: Mapping[str, str]) -> float | None:
+    """connections.max.idle.ms (Kafka's default 10 minutes; -1: never) in seconds."""
+    idle_ms = _int_config(static, "connections.max.idle.ms", 600_000)
+    return None if idle_ms < 0 else idle_ms / 1000

@@ -78,6 +78,8 @@ class _Connection:
         self.fetch_written: asyncio.Future[None] | None = None
         self.metrics = listener.metrics
         self.closing = False
+        self.last_active = time.monotonic()
+        self.answering = False  # the writer holds a request it has not answered yet
 
     async def run(self) -> None:
         writer_task = asyncio.create_task(self._write_loop())
@@ -105,6 +107,7 @@ class _Connection:
             data = await self.reader.read(_READ_SIZE)
             if not data:
                 return
+            self.last_active = time.monotonic()
             self.metrics.bytes_received += len(data)
             codec.receive_data(data)
             while not self.closing:
@@ -168,38 +171,48 @@ class _Connection:
             self.fetch_written.set_result(None)
 
     async def _write_responses(self) -> None:
-        writer = self.writer
         while True:
             request, task, started = await self.queue.get()
             if request is None:
                 return
+            self.answering = True
             try:
-                body = await task
-            except Exception:
-                log.exception(
-                    "request %s v%d from %s (client %s) failed; closing the connection",
-                    request.api_key,
-                    request.api_version,
-                    self.peer,
-                    request.client_id,
-                )
-                self._abort()
-                return
-            if body is NO_RESPONSE:
-                self.metrics.observe(request.api_key, time.monotonic() - started)
-                continue
-            try:
-                buffers = self.codec.encode_response(request, body)
-                writer.writelines(buffers)
-                self.metrics.bytes_sent += buffers_size(buffers)
-                del body, buffers
-                await writer.drain()
-            except ConnectionError:
-                self._abort()
-                return
-            if request.api_key == FETCH_KEY:
-                self._fetch_done()
+                if not await self._answer(request, task, started):
+                    return  # the connection was aborted
+            finally:
+                self.answering = False
+                self.last_active = time.monotonic()
+
+    async def _answer(self, request: Request, task: asyncio.Future[Any], started: float) -> bool:
+        """Wait for one handler and write its response; False when the connection is gone."""
+        try:
+            body = await task
+        except Exception:
+            log.exception(
+                "request %s v%d from %s (client %s) failed; closing the connection",
+                request.api_key,
+                request.api_version,
+                self.peer,
+                request.client_id,
+            )
+            self._abort()
+            return False
+        if body is NO_RESPONSE:
             self.metrics.observe(request.api_key, time.monotonic() - started)
+            return True
+        try:
+            buffers = self.codec.encode_response(request, body)
+            self.writer.writelines(buffers)
+            self.metrics.bytes_sent += buffers_size(buffers)
+            del body, buffers
+            await self.writer.drain()
+        except ConnectionError:
+            self._abort()
+            return False
+        if request.api_key == FETCH_KEY:
+            self._fetch_done()
+        self.metrics.observe(request.api_key, time.monotonic() - started)
+        return True
 
     def _abort(self) -> None:
         self.closing = True
@@ -226,6 +239,7 @@ class KafkaListener:
         max_request_size: int,
         max_in_flight: int = 64,
         metrics: RequestMetrics | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self.metrics = metrics if metrics is not None else RequestMetrics()
         self.handlers = dict(handlers)
@@ -234,6 +248,9 @@ class KafkaListener:
         self.max_in_flight = max_in_flight
         self._servers: list[asyncio.Server] = []
         self._connections: dict[_Connection, asyncio.Task[None]] = {}
+        self.idle_timeout_s = idle_timeout_s
+        self.idle_closed = 0
+        self._sweeper: asyncio.Task[None] | None = None
 
     def api_version_list(self) -> list[ApiVersion]:
         return [
@@ -251,7 +268,28 @@ class KafkaListener:
                 f"{exc.strerror or exc}"
             ) from exc
         self._servers.append(server)
+        if self.idle_timeout_s is not None and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_idle(), name="idle-connections")
         return server
+
+    async def _sweep_idle(self) -> None:
+        """Close connections that sent nothing for ``idle_timeout_s`` and wait for nothing
+        (Kafka's connections.max.idle.ms): clients reconnect when they need to, and abandoned
+        connections do not hold descriptors forever. One pass per tenth of the timeout (at most
+        every 30 s) instead of a timer on every read."""
+        assert self.idle_timeout_s is not None
+        timeout = self.idle_timeout_s
+        while True:
+            await asyncio.sleep(min(max(timeout / 10, 0.05), 30.0))
+            now = time.monotonic()
+            for connection in list(self._connections):
+                if (now - connection.last_active >= timeout and connection.queue.empty()
+                        and not connection.answering):
+                    log.debug("closing connection from %s: idle for %.0f s", connection.peer,
+                              now - connection.last_active)
+                    self.idle_closed += 1
+                    connection.closing = True
+                    connection.writer.close()
 
     @property
     def connections(self) -> int:
@@ -281,6 +319,11 @@ class KafkaListener:
 
     async def close(self, timeout: float) -> None:
         """Stop accepting, stop reading, finish in-flight requests (up to ``timeout``)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for server in self._servers:
             server.close()
         tasks = list(self._connections.values())
