@@ -643,3 +643,54 @@ async def test_slow_disk_is_reported_once_per_interval(
     assert len(reports) == 1, reports
     assert "took 1" in reports[0] and "event loop" in reports[0]
     await wal.close()
+
+
+async def test_a_slow_inline_commit_sends_commits_to_the_thread_for_a_while(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk stall during an inline commit stalls the whole event loop: after one slow inline
+    commit, commits go to the writer thread (the loop keeps serving) until the pause is over."""
+    wal, _ = await opened(tmp_path / "w")
+    wal._gate.pause_s = 0.3
+    loop_thread = threading.current_thread().name
+    threads: list[str] = []
+    real = os.fdatasync
+
+    def stalling(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            time.sleep(0.05)  # the disk stalls once
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", stalling)
+    await wal.append(b"first")
+    await wal.append(b"second")
+    await wal.append(b"third")
+    assert threads[0] == loop_thread
+    assert loop_thread not in threads[1:], threads  # the loop is spared while the disk is slow
+    await asyncio.sleep(0.35)
+    threads.clear()
+    await wal.append(b"later")
+    assert threads == [loop_thread]  # calm again: inline
+    monkeypatch.undo()
+    await wal.close()
+    assert [b for _, b in await reopened(tmp_path / "w")] == [b"first", b"second", b"third",
+                                                                b"later"]
+
+
+def test_inline_gate() -> None:
+    from streambed.core.wal.inline import InlineGate
+
+    now = [100.0]
+    gate = InlineGate(slow_s=0.02, pause_s=10, clock=lambda: now[0])
+    began = gate.began()
+    now[0] += 0.01
+    gate.finished(began)
+    assert gate.open and gate.pauses == 0
+    began = gate.began()
+    now[0] += 0.5
+    gate.finished(began)
+    assert not gate.open and gate.pauses == 1
+    now[0] += 9.9
+    assert not gate.open
+    now[0] += 0.2
+    assert gate.open

@@ -90,6 +90,7 @@ from streambed.core.context import NodeContext
 from streambed.core.errors import Closed, Unavailable, WalFull
 from streambed.core.wal.api import WalRecord, WalStats
 from streambed.core.wal.capacity import SpaceGate
+from streambed.core.wal.inline import InlineGate
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -288,6 +289,7 @@ class FileWal:
         # the writer thread holds that are not completed yet (inline only when none).
         self._inline: list[_Item] = []
         self._inline_bytes = 0
+        self._gate = InlineGate()
         self._threaded = 0
         self._staging = bytearray()
         self._cv = threading.Condition()
@@ -602,10 +604,14 @@ class FileWal:
         if not batch:
             return
         self._inline, self._inline_bytes = [], 0
-        if self._threaded or size > min(self._opts.inline_max_bytes, self._opts.max_batch_bytes):
+        if (self._threaded or not self._gate.open
+                or size > min(self._opts.inline_max_bytes, self._opts.max_batch_bytes)):
             self._to_thread(batch, size)
             return
-        self._complete(batch, self._write_or_fail(batch, size))
+        began = self._gate.began()
+        error = self._write_or_fail(batch, size)
+        self._gate.finished(began)  # a slow disk: the writer thread syncs for a while
+        self._complete(batch, error)
 
     def _write_or_fail(self, batch: list[_Item], size: int) -> BaseException | None:
         """Write and sync a batch (on whichever side holds it); the error that fails it, if

@@ -42,6 +42,7 @@ import crc32c
 from streambed.core.errors import Closed, Fenced, Unavailable, WalFull
 from streambed.core.wal.api import WalRecord, WalStats
 from streambed.core.wal.capacity import SpaceGate
+from streambed.core.wal.inline import InlineGate
 
 __all__ = ["BLOCK", "BlockWal", "Header"]
 
@@ -125,6 +126,7 @@ class BlockWal:
         self._inline_max = min(inline_max_bytes, max_batch_bytes)
         self._inline: list[_Item] = []
         self._inline_bytes = 0
+        self._gate = InlineGate()
         self._threaded = 0
         self._pool = ThreadPoolExecutor(max_workers=io_depth, thread_name_prefix="ebs-wal-io")
         if capacity % BLOCK or capacity < 4 * BLOCK:
@@ -356,10 +358,12 @@ class BlockWal:
         if not batch:
             return
         self._inline, self._inline_bytes = [], 0
-        if self._threaded or size > self._inline_max:
+        if self._threaded or not self._gate.open or size > self._inline_max:
             self._to_thread(batch)
             return
+        began = self._gate.began()
         end, error = self._write_or_fail(batch, size)
+        self._gate.finished(began)  # a slow disk: the writer thread syncs for a while
         self._complete(batch, size, end, error)
 
     def _write_or_fail(self, batch: list[_Item], size: int) -> tuple[int, Exception | None]:
