@@ -87,20 +87,14 @@ def test_tutorial_plugin_passes_conformance(installed: tuple[Path, dict[str, str
             "-q",
             "-p",
             "no:cacheprovider",
-            "--rootdir",
-            str(root),
-            "-o",
-            "asyncio_mode=auto",
-            "-o",
-            "asyncio_default_fixture_loop_scope=function",
-            str(root / "streambed-sqlite-objects" / "tests"),
+            "tests",  # as the tutorial says: from the plugin's directory, its own pytest config
         ],
+        cwd=root / "streambed-sqlite-objects",
         env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
-        cwd=root,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout

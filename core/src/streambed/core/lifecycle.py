@@ -27,7 +27,7 @@ class HealthResult:
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
-    """A named check run by ``streambed doctor`` and at broker start-up."""
+    """A named check run by ``streambed doctor``."""
 
     name: str
     check: Callable[[], Coroutine[Any, Any, HealthResult]]
