@@ -5,14 +5,11 @@ Only option models are imported here; each factory imports its implementation wh
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streambed.core.context import NodeContext
 from streambed.core.hookspecs import hookimpl
-from streambed.core.lifecycle import HealthCheck, HealthResult
+from streambed.core.lifecycle import HealthCheck, HealthResult, writable_dir
 from streambed.core.metadata.local import LocalMetadataOptions, open_local_metadata
 from streambed.core.metadata.memory import MemoryMetadataOptions, open_memory_metadata
 from streambed.core.objects.file import FileObjectStoreOptions, open_file_store
@@ -106,15 +103,3 @@ def streambed_health_checks(config: ResolvedConfig) -> list[HealthCheck]:
         checks.append(HealthCheck("wal directory writable", wal_dir_writable))
     return checks
 
-
-def writable_dir(directory: Path) -> str:
-    """Create ``directory`` if needed and write + fsync a file in it; its absolute path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".doctor-", dir=directory)
-    try:
-        os.write(fd, b"ok")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-        os.unlink(name)
-    return str(directory.resolve())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streambed.core import hookimpl
 from streambed.core.context import NodeContext
-from streambed.core.lifecycle import HealthCheck, HealthResult
+from streambed.core.lifecycle import HealthCheck, HealthResult, writable_dir
 from streambed.core.registry import KindRegistry
 
 if TYPE_CHECKING:
@@ -34,12 +33,6 @@ class EbsWalOptions(BaseModel):
     direct_io: Literal["auto", "true", "false"] = Field(
         "auto", description="O_DIRECT: auto falls back to buffered I/O where unsupported."
     )
-
-    @field_validator("direct_io", mode="before")
-    @classmethod
-    def _yaml_booleans(cls, value: object) -> object:
-        # YAML reads `direct_io: true` as a boolean: take it as the word.
-        return str(value).lower() if isinstance(value, bool) else value
     max_batch_bytes: int = Field(8 * MiB, gt=0, description="Most bytes one write carries.")
     full_timeout_ms: int = Field(10_000, ge=0, description="Wait for space before WalFull.")
     takeover: bool = Field(
@@ -58,6 +51,12 @@ class EbsWalOptions(BaseModel):
         "writer thread is idle (two thread hand-offs fewer); larger ones go to the thread. 0: "
         "always the thread.",
     )
+
+    @field_validator("direct_io", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML reads `direct_io: true` as a boolean: take it as the word.
+        return str(value).lower() if isinstance(value, bool) else value
 
 
 async def open_ebs_wal(options: EbsWalOptions, context: NodeContext) -> Any:
@@ -115,10 +114,7 @@ def _path_usable(path: Path) -> HealthResult:
         return HealthResult(True, f"{path} ({'block device' if path.is_block_device() else 'file'})")
     # Missing: the broker creates it (and its directory) at start-up; try what that needs.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".doctor-", dir=path.parent)
-        os.close(fd)
-        os.unlink(name)
+        writable_dir(path.parent)
     except OSError as exc:
         return HealthResult(False, f"{path} does not exist and cannot be created: "
                                    f"{exc.strerror or exc}")
